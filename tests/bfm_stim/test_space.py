@@ -209,3 +209,12 @@ def test_sensory_space_and_photosensitive_block():
         space.check(ok.with_(frequency_hz=20))
     assert space.project_safe(ok.with_(frequency_hz=20)).frequency_hz != 20
     space.check(Stimulus.sensory(modality="auditory_clicks", frequency_hz=20, level=0.8))
+
+
+def test_shipped_space_config_loads():
+    from pathlib import Path
+
+    space = StimulusSpace.from_toml(Path(__file__).resolve().parents[2] / "configs" / "space-dbs.toml")
+    assert space.kind == "electrical" and space.dim == 4 and len(space.contacts) == 4
+    s = space.from_unit([[0.5] * space.dim])[0]
+    assert space.project_safe(s) == space.project_safe(space.project_safe(s))

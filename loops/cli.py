@@ -1,0 +1,208 @@
+"""The ``bfm-stim`` command.
+
+One subcommand per job; each imports what it needs only when it runs, so ``bfm-stim --help`` is
+fast. Errors from the package's hierarchy are printed as one clear line (no traceback unless
+``-v``) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from bfm_stim import __version__
+from bfm_stim.exceptions import BfmStimError
+
+log = logging.getLogger("bfm_stim")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _write_json(path: str | None, payload: dict) -> None:
+    text = json.dumps(payload, indent=2, sort_keys=True)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text + "\n")
+        print(f"wrote {path}")
+    print(text)
+
+
+# --- handlers ---------------------------------------------------------------------------------
+def _cmd_patients(args: argparse.Namespace) -> int:
+    import simulators
+
+    for pid, desc in simulators.list_patients():
+        print(f"{pid:16s} {desc}")
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from loops.simulate import simulate_to_file
+
+    out = simulate_to_file(
+        patient=args.patient, seed=args.seed, duration_s=args.duration, stimulus_file=args.stimulus,
+        out=args.out, onset_s=args.onset, regime=args.regime,
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from loops.demo import run_demo
+
+    for line in run_demo(Path(args.out), seed=args.seed):
+        print(line)
+    return 0
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from bfm_stim.lsl.protocol import keygen
+
+    path = keygen(args.out)
+    print(f"wrote session key {path} (mode 0600); give it to both the session and the device")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from simulators.stream import main as serve_main
+
+    return int(serve_main(args.rest) or 0)
+
+
+def _cmd_play(args: argparse.Namespace) -> int:
+    from simulators.playback import main as play_main
+
+    return int(play_main(args.rest) or 0)
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from loops.pretrain import main as pretrain_main
+
+    return int(pretrain_main(args.rest) or 0)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "simulator":
+        from simulators.bench import run_simulator_bench
+
+        kw = {"n_patients": args.patients} if args.patients else {}
+        _write_json(args.json, run_simulator_bench(**kw))
+        return 0
+    if args.what == "latency":
+        from bfm_stim.lsl.bench import run_latency_bench
+
+        _write_json(args.json, run_latency_bench())
+        return 0
+    if args.what == "optimizers":
+        from loops.bench_optimizers import run_optimizer_bench
+
+        _write_json(args.json, run_optimizer_bench(quick=args.quick))
+        return 0
+    if args.what == "surrogate":
+        from loops.bench_surrogate import run_surrogate_bench
+
+        _write_json(args.json, run_surrogate_bench(quick=args.quick))
+        return 0
+    raise AssertionError(args.what)  # argparse restricts the choices
+
+
+def _not_yet(issue: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        print(f"bfm-stim {args.command}: not available yet in {__version__} (tracked in: {issue})", file=sys.stderr)
+        return 3
+
+    return handler
+
+
+# --- parser -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bfm-stim",
+        description="Closed-loop brain stimulation optimization with a brain foundation model surrogate.",
+    )
+    p.add_argument("--version", action="version", version=f"bfm-stim {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("demo", help="the main job end to end on the built-in defaults")
+    s.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
+    s.add_argument("--seed", type=int, default=None, help="evaluation-cohort patient seed (default: first)")
+    s.set_defaults(func=_cmd_demo)
+
+    s = sub.add_parser("patients", help="list the synthetic patient families")
+    s.set_defaults(func=_cmd_patients)
+
+    s = sub.add_parser("simulate", help="simulate a synthetic patient and write a FIF recording")
+    s.add_argument("--patient", default="bg-beta-v0", help="patient id (see `bfm-stim patients`)")
+    s.add_argument("--seed", type=int, default=3)
+    s.add_argument("--duration", type=float, default=60.0, help="seconds to simulate")
+    s.add_argument("--stimulus", default=None, help="JSON file: one stimulus, or a list of {onset_s, stimulus}")
+    s.add_argument("--onset", type=float, default=None, help="onset (s) of a single stimulus (default: duration/3)")
+    s.add_argument("--regime", choices=["healthy", "pathological"], default=None, help="override the patient's regime")
+    s.add_argument("--out", required=True, help="output .fif path")
+    s.set_defaults(func=_cmd_simulate)
+
+    s = sub.add_parser("keygen", help="write a per-session HMAC key for the stimulation command protocol")
+    s.add_argument("--out", required=True, help="key file to write (mode 0600)")
+    s.set_defaults(func=_cmd_keygen)
+
+    for name, func, help_ in (
+        ("serve", _cmd_serve, "serve a synthetic patient as an LSL device (see `bfm-stim serve --help`)"),
+        ("play", _cmd_play, "serve a recording as a live LSL stream (see `bfm-stim play --help`)"),
+        ("pretrain", _cmd_pretrain, "build the corpus and pretrain the foundation model"),
+    ):
+        s = sub.add_parser(name, help=help_, add_help=False)
+        s.add_argument("rest", nargs=argparse.REMAINDER)
+        s.set_defaults(func=func)
+
+    for name, issue, help_ in (
+        ("adapt", "the foundation-model issue", "adapt the foundation model to a new patient"),
+        ("optimize", "the optimizers issue", "optimize a stimulation protocol offline"),
+        ("session", "the closed-loop issue", "run a closed-loop session over LSL"),
+        ("benchmark", "the benchmark issue", "cohorts x optimizers x seeds with reports"),
+        ("report", "the benchmark issue", "render a benchmark report"),
+    ):
+        s = sub.add_parser(name, help=help_ + " (not available yet)")
+        s.set_defaults(func=_not_yet(issue))
+
+    s = sub.add_parser("bench", help="benchmarks that write JSON figures")
+    s.add_argument("what", choices=["simulator", "surrogate", "optimizers", "latency"])
+    s.add_argument("--json", default=None, help="write the figures to this JSON file")
+    s.add_argument("--patients", type=int, default=None, help="simulator: number of batched patients")
+    s.add_argument("--quick", action="store_true", help="a smaller run for smoke tests")
+    s.set_defaults(func=_cmd_bench)
+    return p
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    log.handlers[:] = [h for h in log.handlers if isinstance(h, logging.NullHandler)] + [handler]
+    log.setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``bfm-stim``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose, args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except BfmStimError as e:
+        if args.verbose:
+            log.exception("failed")
+        print(f"bfm-stim {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"bfm-stim {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
