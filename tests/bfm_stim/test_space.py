@@ -187,7 +187,7 @@ shannon_k = 1.5
 
 def test_features_are_differentiable_and_match():
     space = _space()
-    X = torch.rand(16, space.dim, dtype=torch.float64, requires_grad=True)
+    X = torch.rand(16, space.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_()
     F = space.features_from_unit(X)
     assert F.shape == (16, N_FEATURES) == (16, len(FEATURE_NAMES))
     F.pow(2).sum().backward()
@@ -196,7 +196,7 @@ def test_features_are_differentiable_and_match():
     stims = space.from_unit(X.detach())
     F2 = space.to_features(stims, dtype=torch.float64)
     # from_unit snaps to device resolution, so features agree to that resolution
-    torch.testing.assert_close(F2, F.detach(), atol=0.02, rtol=0.01)
+    torch.testing.assert_close(F2, F.detach(), atol=0.04, rtol=0.0)  # 1 Hz steps move the rate phase by < 0.032
     off = space.to_features([Stimulus.off()])
     assert (off == 0).all()
 
