@@ -45,7 +45,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     out = simulate_to_file(
         patient=args.patient, seed=args.seed, duration_s=args.duration, stimulus_file=args.stimulus,
-        out=args.out, onset_s=args.onset, regime=args.regime,
+        out=args.out, onset_s=args.onset, regime=args.regime, overwrite=args.overwrite,
     )
     print(f"wrote {out}")
     return 0
@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--onset", type=float, default=None, help="onset (s) of a single stimulus (default: duration/3)")
     s.add_argument("--regime", choices=["healthy", "pathological"], default=None, help="override the patient's regime")
     s.add_argument("--out", required=True, help="output .fif path")
+    s.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     s.set_defaults(func=_cmd_simulate)
 
     s = sub.add_parser("keygen", help="write a per-session HMAC key for the stimulation command protocol")
