@@ -82,7 +82,9 @@ def _cmd_play(args: argparse.Namespace) -> int:
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from loops.pretrain import main as pretrain_main
 
-    return int(pretrain_main(args.rest) or 0)
+    summary = pretrain_main(args.config, args.out, resume=args.resume, steps=args.steps, progress=not args.quiet)
+    print(json.dumps(summary, indent=1, default=str))
+    return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -155,11 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, help_ in (
         ("serve", _cmd_serve, "serve a synthetic patient as an LSL device (see `bfm-stim serve --help`)"),
         ("play", _cmd_play, "serve a recording as a live LSL stream (see `bfm-stim play --help`)"),
-        ("pretrain", _cmd_pretrain, "build the corpus and pretrain the foundation model"),
     ):
         s = sub.add_parser(name, help=help_, add_help=False)
         s.add_argument("rest", nargs=argparse.REMAINDER)
         s.set_defaults(func=func)
+
+    s = sub.add_parser("pretrain", help="build the corpus and pretrain the foundation model "
+                       "(data-parallel: torchrun --nproc-per-node N -m loops.pretrain CONFIG OUT)")
+    s.add_argument("--config", default="configs/pretrain-small.toml", help="pretraining TOML config")
+    s.add_argument("--out", default="runs/pretrain", help="run folder: corpus/, checkpoints/, model.pt")
+    s.add_argument("--resume", action="store_true", help="resume from OUT/checkpoints/last.pt")
+    s.add_argument("--steps", type=int, default=None, help="override the number of training steps")
+    s.set_defaults(func=_cmd_pretrain)
 
     for name, issue, help_ in (
         ("adapt", "the foundation-model issue", "adapt the foundation model to a new patient"),

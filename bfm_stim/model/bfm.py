@@ -1,0 +1,198 @@
+"""The brain foundation model: read-in → stimulus-conditioned causal transformer → latent z →
+residual latent dynamics → channel read-out.
+
+The model works on signals normalised per channel (see :func:`normalize`); callers keep the
+statistics to return to µV.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from bfm_stim.exceptions import ModelError
+from bfm_stim.model.config import ModelConfig
+from bfm_stim.model.layers import ChannelEmbedding, LatentDynamics, ReadIn, ReadOut, StimulusEncoder
+
+__all__ = ["BrainFoundationModel", "normalize"]
+
+
+def normalize(x: Tensor, visible: Tensor | None = None, eps: float = 1e-3) -> tuple[Tensor, Tensor, Tensor]:
+    """Standardise each channel over time.
+
+    Args:
+        x: (B, C, T) signal, µV.
+        visible: optional (B, C) bool; statistics of hidden channels are still computed.
+        eps: floor on the standard deviation, µV.
+
+    Returns: normalised x (B, C, T), mean (B, C, 1) µV, std (B, C, 1) µV.
+    """
+    mean = x.mean(-1, keepdim=True)
+    std = x.std(-1, keepdim=True).clamp_min(eps) if x.shape[-1] > 1 else torch.ones_like(mean)
+    return (x - mean) / std, mean, std
+
+
+class BrainFoundationModel(nn.Module):
+    """Stimulation-conditioned model of multichannel neural dynamics.
+
+    Args:
+        config: Architecture, see :class:`ModelConfig`.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = cfg = config
+        d_code = cfg.d_model // 2
+        self.chan_embed = ChannelEmbedding(cfg.d_channel, cfg.n_fourier, cfg.fourier_scale_m)
+        self.read_in = ReadIn(cfg.patch_len, cfg.d_channel, cfg.n_virtual, cfg.n_heads, cfg.d_model)
+        self.stim_enc = StimulusEncoder(cfg.n_stim_features, d_code, cfg.d_model)
+        self.patient_proj = nn.Linear(cfg.d_patient, cfg.d_model)
+        self.pos = nn.Parameter(torch.zeros(cfg.max_patches, cfg.d_model))
+        layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, 4 * cfg.d_model, cfg.dropout,
+                                           activation="gelu", batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.to_latent = nn.Sequential(nn.LayerNorm(cfg.d_model), nn.Linear(cfg.d_model, cfg.d_latent))
+        self.dynamics = LatentDynamics(cfg.d_latent, d_code, cfg.d_patient, cfg.dyn_hidden, cfg.n_ensemble)
+        self.read_out = ReadOut(cfg.d_latent, cfg.d_patient, cfg.d_channel, cfg.n_virtual, cfg.patch_len)
+        # Patient embeddings: a table for training patients and an encoder from rest data.
+        self.patient_table = nn.Embedding(max(cfg.n_train_patients, 1), cfg.d_patient)
+        nn.init.normal_(self.patient_table.weight, std=0.1)
+        rest_layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, 2 * cfg.d_model, 0.0,
+                                                activation="gelu", batch_first=True, norm_first=True)
+        self.rest_encoder = nn.TransformerEncoder(rest_layer, 1, enable_nested_tensor=False)
+        self.rest_head = nn.Sequential(nn.LayerNorm(cfg.d_model + 1), nn.Linear(cfg.d_model + 1, cfg.d_patient))
+        self.contrast_head = nn.Sequential(nn.Linear(cfg.d_latent, cfg.d_latent), nn.GELU(),
+                                           nn.Linear(cfg.d_latent, 32))
+
+    # ------------------------------------------------------------------ helpers
+    def get_offset(self) -> int:
+        """Receptive field: samples of input each latent may depend on (CEBRA's ``get_offset``)."""
+        return self.config.receptive_field
+
+    @property
+    def samples_per_latent(self) -> int:
+        """Samples of signal summarised by one latent (the patch length)."""
+        return self.config.patch_len
+
+    def patchify(self, x: Tensor) -> Tensor:
+        """(B, C, T) → (B, C, P, L); T must be a multiple of ``patch_len``."""
+        b, c, t = x.shape
+        L = self.config.patch_len
+        if t % L:
+            raise ModelError(f"signal length must be a multiple of patch_len; got {t=} and patch_len={L}")
+        return x.reshape(b, c, t // L, L)
+
+    def patient_embedding(self, patient: Tensor) -> Tensor:
+        """Ids (B,) long → table rows, or pass through an embedding (B, d_patient)."""
+        if patient.dtype in (torch.int64, torch.int32):
+            if self.config.n_train_patients == 0:
+                raise ModelError("this model has no patient table (n_train_patients=0); pass embeddings")
+            return self.patient_table(patient)
+        if patient.shape[-1] != self.config.d_patient:
+            raise ModelError(f"patient embedding must have width {self.config.d_patient}; got {tuple(patient.shape)}")
+        return patient
+
+    def _check(self, x: Tensor, positions: Tensor) -> None:
+        if x.dim() != 3 or positions.dim() != 3 or positions.shape[:2] != x.shape[:2] or positions.shape[-1] != 3:
+            raise ModelError(f"expected x (B, C, T) and positions (B, C, 3); got {tuple(x.shape)=} "
+                             f"and {tuple(positions.shape)=}")
+
+    # ------------------------------------------------------------------ encoder
+    def encode(self, x: Tensor, positions: Tensor, stim: Tensor, patient: Tensor, *,
+               visible: Tensor | None = None, time_mask: Tensor | None = None,
+               chan_emb: Tensor | None = None) -> Tensor:
+        """Encode a normalised signal into one latent per patch (causal).
+
+        Args:
+            x: (B, C, T) normalised signal, T = P * patch_len, P <= max_patches.
+            positions: (B, C, 3) electrode positions, m (NaN where unknown).
+            stim: (B, P, F) stimulus features active during each patch.
+            patient: (B,) training-patient ids or (B, d_patient) embeddings.
+            visible: (B, C) bool channels the model reads (default all).
+            time_mask: (B, P) bool patches replaced by the mask token.
+            chan_emb: precomputed channel embeddings (B, C, d_channel).
+
+        Returns: z (B, P, d_latent); z[:, t] depends only on patches <= t.
+        """
+        self._check(x, positions)
+        patches = self.patchify(x)
+        b, c, p, _ = patches.shape
+        if p > self.config.max_patches:
+            raise ModelError(f"context of {p} patches exceeds max_patches={self.config.max_patches} "
+                             f"(receptive field {self.get_offset()} samples)")
+        if stim.shape != (b, p, self.config.n_stim_features):
+            raise ModelError(f"stim must be (B, P, F)=({b}, {p}, {self.config.n_stim_features}); got {tuple(stim.shape)}")
+        if visible is None:
+            visible = torch.ones(b, c, dtype=torch.bool, device=x.device)
+        if chan_emb is None:
+            chan_emb = self.chan_embed(positions)
+        h = self.read_in(patches, chan_emb, visible, time_mask)
+        e = self.patient_embedding(patient)
+        h = h + self.patient_proj(e)[:, None, :] + self.pos[-p:]
+        h = self.stim_enc.modulate(h, self.stim_enc.code(stim))
+        causal = nn.Transformer.generate_square_subsequent_mask(p, device=x.device, dtype=h.dtype)
+        h = self.transformer(h, mask=causal, is_causal=True)
+        return self.to_latent(h)
+
+    def infer_patient(self, x: Tensor, positions: Tensor, visible: Tensor | None = None) -> Tensor:
+        """Patient embedding from stimulation-off data.
+
+        Args:
+            x: (B, C, T) raw signal, µV (normalised here; its log-scale is a feature).
+            positions: (B, C, 3), m.
+            visible: optional (B, C) bool.
+
+        Returns: (B, d_patient).
+        """
+        self._check(x, positions)
+        xn, _, std = normalize(x)
+        if visible is None:
+            visible = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        h = self.read_in(self.patchify(xn), self.chan_embed(positions), visible)
+        h = self.rest_encoder(h).mean(1)
+        w = visible.to(x.dtype)
+        logscale = ((std[..., 0].log() * w).sum(1) / w.sum(1).clamp_min(1)).unsqueeze(-1) / 5.0
+        return self.rest_head(torch.cat([h, logscale], dim=-1))
+
+    # ------------------------------------------------------------------ dynamics and read-out
+    def rollout(self, z0: Tensor, stim: Tensor, patient: Tensor, n_heads: int | None = None) -> Tensor:
+        """Roll the latent forward with every dynamics head.
+
+        Args:
+            z0: (N, d_latent) latent at the last context patch.
+            stim: (N, H, F) stimulus features per future patch.
+            patient: (N,) ids or (N, d_patient).
+            n_heads: heads to use (default all ``n_ensemble``).
+
+        Returns: (K, N, H, d_latent) latents for future patches 1..H.
+        """
+        k = n_heads or self.config.n_ensemble
+        e = self.patient_embedding(patient)
+        pre = self.dynamics.condition(self.stim_enc.code(stim), e, k)  # (K, N, H, hidden)
+        z = z0.unsqueeze(0).expand(k, -1, -1)
+        out = []
+        for t in range(stim.shape[1]):
+            z = self.dynamics.step(z, pre[:, :, t])
+            out.append(z)
+        return torch.stack(out, dim=2)
+
+    def decode(self, z: Tensor, patient: Tensor, positions: Tensor | None = None, *,
+               chan_emb: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Read latents out to channels.
+
+        Args:
+            z: (N, P, d_latent).
+            patient: (N,) ids or (N, d_patient).
+            positions: (N or 1, C, 3) m, or give ``chan_emb``.
+
+        Returns: mean (N, C, P * patch_len) normalised signal, log-variance (N, C, P).
+        """
+        if chan_emb is None:
+            if positions is None:
+                raise ModelError("decode needs positions or chan_emb")
+            chan_emb = self.chan_embed(positions)
+        return self.read_out(z, self.patient_embedding(patient), chan_emb)
+
+    def n_parameters(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -1,0 +1,127 @@
+"""Checkpoint I/O for the BFM.
+
+A checkpoint is a plain dict of tensors and JSON-able values (the model config as a dict, never a
+pickled object), read back with ``torch.load(weights_only=True)``. Anything that does not match the
+code loading it raises :class:`~bfm_stim.exceptions.CheckpointError` saying what differs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bfm_stim.exceptions import CheckpointError, ConfigError, ValidationError
+from bfm_stim.model.bfm import BrainFoundationModel
+from bfm_stim.model.config import ModelConfig
+
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "FORMAT", "VERSION"]
+
+FORMAT = "bfm-stim-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: str | Path, model: BrainFoundationModel, *, optimizer: torch.optim.Optimizer | None = None,
+                    step: int = 0, extra: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint atomically (temporary file, then rename).
+
+    Args:
+        path: destination ``.pt`` file.
+        model: the model (unwrapped, not DDP).
+        optimizer: optional optimizer whose state is stored for resuming.
+        step: training step reached.
+        extra: JSON-able metadata (training config, calibration scales, corpus info...).
+
+    Returns: the path written.
+    """
+    path = Path(path)
+    extra = dict(extra or {})
+    try:
+        json.dumps(extra)
+    except TypeError as err:
+        raise CheckpointError(f"checkpoint extra must be JSON-able: {err}") from err
+    ckpt = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "step": int(step),
+        "extra_json": json.dumps(extra),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and validate the raw checkpoint dict (``weights_only=True``); ``extra`` is decoded."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # corrupt file, pickled objects, truncated zip
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a bfm-stim checkpoint (format={ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__!r})")
+    if ckpt.get("version") != VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {ckpt.get('version')}; this code reads {VERSION}")
+    ckpt["extra"] = json.loads(ckpt.pop("extra_json", "{}"))
+    return ckpt
+
+
+def _load_state(model: BrainFoundationModel, state: dict[str, torch.Tensor], path: Path) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        raise CheckpointError(f"checkpoint {path} does not match the model: missing={missing[:5]} "
+                              f"unexpected={unexpected[:5]} shape mismatches={shapes[:5]}")
+    model.load_state_dict(state)
+
+
+def load_checkpoint(path: str | Path, *, model: BrainFoundationModel | None = None,
+                    optimizer: torch.optim.Optimizer | None = None,
+                    map_location: str | torch.device = "cpu") -> tuple[BrainFoundationModel, dict[str, Any]]:
+    """Load a checkpoint into a new model (or into ``model``, whose config must match).
+
+    Args:
+        path: checkpoint file.
+        model: existing model to fill; its config must equal the stored one.
+        optimizer: optimizer to restore (when the checkpoint holds one).
+        map_location: device for tensors.
+
+    Returns: (model, info) with info keys ``step``, ``extra``, ``model_config``.
+
+    Raises:
+        CheckpointError: missing, unreadable, other format/version, config or shape mismatch.
+    """
+    path = Path(path)
+    ckpt = read_checkpoint(path, map_location)
+    try:
+        cfg = ModelConfig.from_dict(ckpt["model_config"])
+    except (ConfigError, ValidationError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {path} has an invalid model config: {err}") from err
+    if model is None:
+        model = BrainFoundationModel(cfg)
+    elif model.config != cfg:
+        diff = {k: (v, getattr(model.config, k)) for k, v in cfg.to_dict().items()
+                if v != model.config.to_dict()[k]}
+        raise CheckpointError(f"checkpoint {path} config differs from the model's (checkpoint, model): {diff}")
+    _load_state(model, ckpt["state_dict"], path)
+    if optimizer is not None:
+        if ckpt.get("optimizer") is None:
+            raise CheckpointError(f"checkpoint {path} holds no optimizer state to resume from")
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError) as err:
+            raise CheckpointError(f"optimizer state in {path} does not match: {err}") from err
+    return model, {"step": ckpt["step"], "extra": ckpt["extra"], "model_config": ckpt["model_config"]}

@@ -1,0 +1,267 @@
+"""Training data for the BFM: patient series, windows, and a sharded on-disk corpus.
+
+A corpus is a directory with ``manifest.json`` and shards ``shard_00000.npz`` …, each holding a few
+patients as padded arrays. It is written once (:class:`ShardWriter`) and streamed during training
+(:class:`CorpusStream`), a couple of shards in memory at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bfm_stim.exceptions import ModelError, ValidationError
+
+__all__ = ["PatientSeries", "Batch", "sample_batch", "ShardWriter", "CorpusStream", "load_manifest",
+           "patch_stimulus"]
+
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class PatientSeries:
+    """One patient's continuous recording at the model rate, with the stimulus active at each sample.
+
+    Attributes:
+        data: (C, T) signal, µV.
+        positions: (C, 3) electrode positions, m (NaN where unknown).
+        stim_ids: (T,) int index into ``stim_table`` per sample (row 0 = off).
+        stim_table: (n_stim, F) stimulus features; row 0 is the "off" features.
+        rest_samples: the first ``rest_samples`` samples are stimulation-off rest.
+        patient: training patient index (row of the embedding table), -1 if none.
+        group: label for contrastive alignment (same group = same regime and family), -1 if none.
+        meta: JSON-able description (id, seed, family, regime, ...).
+    """
+
+    data: np.ndarray
+    positions: np.ndarray
+    stim_ids: np.ndarray
+    stim_table: np.ndarray
+    rest_samples: int
+    patient: int = -1
+    group: int = -1
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        c, t = self.data.shape
+        if self.positions.shape != (c, 3):
+            raise ValidationError("positions", self.positions.shape, f"shape ({c}, 3)")
+        if self.stim_ids.shape != (t,):
+            raise ValidationError("stim_ids", self.stim_ids.shape, f"shape ({t},)")
+        if not 0 <= self.rest_samples <= t:
+            raise ValidationError("rest_samples", self.rest_samples, f"0..{t}")
+
+    @property
+    def onsets(self) -> np.ndarray:
+        """Sample indices where a stimulus switches on."""
+        on = self.stim_ids > 0
+        return np.flatnonzero(on[1:] & ~on[:-1]) + 1
+
+
+@dataclass
+class Batch:
+    """A batch of training windows (channels padded to the batch maximum).
+
+    Attributes:
+        x: (B, C, T) signal, µV, T = (n_ctx + n_hor) * patch_len.
+        positions: (B, C, 3) m.
+        valid: (B, C) bool, False for padding channels.
+        stim: (B, P, F) stimulus features per patch.
+        patient: (B,) long training patient indices.
+        group: (B,) long contrastive group labels.
+        rest: (B, C, T_rest) stimulation-off data of the same patient, µV.
+        n_ctx: context patches; the rest of the window is the forecast horizon.
+    """
+
+    x: Tensor
+    positions: Tensor
+    valid: Tensor
+    stim: Tensor
+    patient: Tensor
+    group: Tensor
+    rest: Tensor
+    n_ctx: int
+
+    def to(self, device: torch.device | str) -> "Batch":
+        """Move every tensor to ``device``."""
+        kw = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()}
+        return Batch(**kw)
+
+
+def patch_stimulus(stim_ids: np.ndarray, stim_table: np.ndarray, patch_len: int) -> np.ndarray:
+    """Per-patch stimulus features: the mean over samples of each sample's features.
+
+    Args: stim_ids (T,) with T a multiple of patch_len; stim_table (n_stim, F).
+    Returns: (T // patch_len, F).
+    """
+    feats = stim_table[stim_ids]  # (T, F)
+    return feats.reshape(-1, patch_len, feats.shape[-1]).mean(1)
+
+
+def sample_batch(series: Sequence[PatientSeries], batch_size: int, *, n_ctx: int, n_hor: int, patch_len: int,
+                 rng: np.random.Generator, onset_frac: float = 0.5, rest_patches: int | None = None) -> Batch:
+    """Draw random windows; ``onset_frac`` of them put a stimulus onset just after the context.
+
+    Raises:
+        ModelError: when a series is shorter than one window.
+    """
+    win = (n_ctx + n_hor) * patch_len
+    rest_len = (rest_patches or n_ctx) * patch_len
+    c_max = max(s.data.shape[0] for s in series)
+    f = series[0].stim_table.shape[1]
+    x = np.zeros((batch_size, c_max, win), np.float32)
+    rest = np.zeros((batch_size, c_max, rest_len), np.float32)
+    pos = np.zeros((batch_size, c_max, 3), np.float32)
+    valid = np.zeros((batch_size, c_max), bool)
+    stim = np.zeros((batch_size, n_ctx + n_hor, f), np.float32)
+    patient = np.zeros(batch_size, np.int64)
+    group = np.zeros(batch_size, np.int64)
+    for i in range(batch_size):
+        s = series[int(rng.integers(len(series)))]
+        c, t = s.data.shape
+        if t < win or s.rest_samples < rest_len:
+            raise ModelError(f"series {s.meta.get('id', '?')} too short: {t=} samples, rest {s.rest_samples}; "
+                             f"need a window of {win} and rest of {rest_len}")
+        onsets = s.onsets
+        onsets = onsets[(onsets >= n_ctx * patch_len) & (onsets + n_hor * patch_len <= t)]
+        if len(onsets) and rng.random() < onset_frac:
+            start = int(rng.choice(onsets)) - n_ctx * patch_len + int(rng.integers(-patch_len, patch_len + 1))
+        else:
+            start = int(rng.integers(0, t - win + 1))
+        start = min(max(start, 0), t - win)
+        r0 = int(rng.integers(0, s.rest_samples - rest_len + 1))
+        x[i, :c] = s.data[:, start:start + win]
+        rest[i, :c] = s.data[:, r0:r0 + rest_len]
+        pos[i, :c] = s.positions
+        valid[i, :c] = True
+        stim[i] = patch_stimulus(s.stim_ids[start:start + win], s.stim_table, patch_len)
+        patient[i], group[i] = s.patient, s.group
+    t_ = torch.from_numpy
+    return Batch(t_(x), t_(pos), t_(valid), t_(stim), t_(patient), t_(group), t_(rest), n_ctx)
+
+
+class ShardWriter:
+    """Write patient series into ``.npz`` shards plus a JSON manifest.
+
+    Args:
+        out_dir: corpus directory (created).
+        patients_per_shard: patients per shard file.
+        info: extra JSON-able metadata for the manifest (fs, feature names, corpus config...).
+    """
+
+    def __init__(self, out_dir: str | Path, *, patients_per_shard: int = 8, info: dict[str, Any] | None = None) -> None:
+        self.dir = Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.per_shard = patients_per_shard
+        self.info = dict(info or {})
+        self._pending: list[PatientSeries] = []
+        self._shards: list[dict[str, Any]] = []
+
+    def add(self, s: PatientSeries) -> None:
+        """Queue a series; a full shard is written immediately."""
+        self._pending.append(s)
+        if len(self._pending) >= self.per_shard:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        ps, name = self._pending, f"shard_{len(self._shards):05d}.npz"
+        c_max = max(s.data.shape[0] for s in ps)
+        t_max = max(s.data.shape[1] for s in ps)
+        n_stim = max(s.stim_table.shape[0] for s in ps)
+        f = ps[0].stim_table.shape[1]
+        arr = {
+            "data": np.zeros((len(ps), c_max, t_max), np.float32),
+            "positions": np.full((len(ps), c_max, 3), np.nan, np.float32),
+            "stim_ids": np.zeros((len(ps), t_max), np.int32),
+            "stim_table": np.zeros((len(ps), n_stim, f), np.float32),
+            "n_channels": np.array([s.data.shape[0] for s in ps]),
+            "n_samples": np.array([s.data.shape[1] for s in ps]),
+            "rest_samples": np.array([s.rest_samples for s in ps]),
+            "patient": np.array([s.patient for s in ps]),
+            "group": np.array([s.group for s in ps]),
+        }
+        for i, s in enumerate(ps):
+            c, t = s.data.shape
+            arr["data"][i, :c, :t] = s.data
+            arr["positions"][i, :c] = s.positions
+            arr["stim_ids"][i, :t] = s.stim_ids
+            arr["stim_table"][i, : s.stim_table.shape[0]] = s.stim_table
+        np.savez(self.dir / name, **arr)
+        self._shards.append({"file": name, "patients": [s.meta for s in ps]})
+        self._pending = []
+
+    def close(self) -> Path:
+        """Flush and write ``manifest.json``; returns its path."""
+        self._flush()
+        manifest = {"version": MANIFEST_VERSION, **self.info, "shards": self._shards,
+                    "n_patients": sum(len(s["patients"]) for s in self._shards)}
+        path = self.dir / "manifest.json"
+        path.write_text(json.dumps(manifest, indent=1))
+        return path
+
+
+def load_manifest(corpus_dir: str | Path) -> dict[str, Any]:
+    """Read and check ``manifest.json``; raises :class:`ModelError` when absent or of another version."""
+    path = Path(corpus_dir) / "manifest.json"
+    if not path.exists():
+        raise ModelError(f"no corpus manifest at {path}")
+    m = json.loads(path.read_text())
+    if m.get("version") != MANIFEST_VERSION:
+        raise ModelError(f"corpus manifest {path} has version {m.get('version')}; expected {MANIFEST_VERSION}")
+    return m
+
+
+def load_shard(path: str | Path) -> list[PatientSeries]:
+    """Read one shard back into patient series (padding removed)."""
+    with np.load(path) as z:
+        out = []
+        for i in range(len(z["n_channels"])):
+            c, t = int(z["n_channels"][i]), int(z["n_samples"][i])
+            out.append(PatientSeries(z["data"][i, :c, :t], z["positions"][i, :c], z["stim_ids"][i, :t],
+                                     z["stim_table"][i], int(z["rest_samples"][i]), int(z["patient"][i]),
+                                     int(z["group"][i])))
+    return out
+
+
+class CorpusStream:
+    """Endless stream of batches from a sharded corpus, a few shards in memory at a time.
+
+    With ``world`` ranks, rank ``r`` reads shards ``r, r + world, …`` (all shards, with its own
+    random stream, when there are fewer shards than ranks).
+
+    Args:
+        corpus_dir: directory with ``manifest.json``.
+        batch_size, n_ctx, n_hor, patch_len: window geometry (patches of ``patch_len`` samples).
+        seed: random seed; the stream is deterministic given seed and rank.
+        rank, world: data-parallel position.
+        shards_in_memory: shards mixed at a time.
+        batches_per_visit: batches drawn before the next shards are loaded.
+        onset_frac: fraction of windows aligned to a stimulus onset.
+    """
+
+    def __init__(self, corpus_dir: str | Path, *, batch_size: int, n_ctx: int, n_hor: int, patch_len: int,
+                 seed: int = 0, rank: int = 0, world: int = 1, shards_in_memory: int = 2,
+                 batches_per_visit: int = 20, onset_frac: float = 0.5) -> None:
+        self.dir = Path(corpus_dir)
+        self.manifest = load_manifest(self.dir)
+        files = [s["file"] for s in self.manifest["shards"]]
+        self.files = files[rank::world] if len(files) >= world else files
+        self.kw = dict(batch_size=batch_size, n_ctx=n_ctx, n_hor=n_hor, patch_len=patch_len, onset_frac=onset_frac)
+        self.rng = np.random.default_rng([seed, rank])
+        self.shards_in_memory, self.batches_per_visit = shards_in_memory, batches_per_visit
+
+    def __iter__(self) -> Iterator[Batch]:
+        while True:
+            order = self.rng.permutation(len(self.files))
+            for i in range(0, len(order), self.shards_in_memory):
+                series = [s for j in order[i:i + self.shards_in_memory] for s in load_shard(self.dir / self.files[j])]
+                for _ in range(self.batches_per_visit):
+                    yield sample_batch(series, rng=self.rng, **self.kw)

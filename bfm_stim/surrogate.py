@@ -1,0 +1,241 @@
+"""The BFM as a differentiable surrogate of a patient's response to stimulation.
+
+``Surrogate.predict(context, stimuli)`` encodes the context once, then rolls every candidate
+stimulus forward in one batch through the ensemble of latent dynamics heads, and reads the
+trajectories out to the patient's channels. The spread of the heads plus the predicted noise
+variance give the uncertainty, rescaled by a conformal factor fitted on held-out windows
+(:meth:`Surrogate.calibrate`) so that ``level`` intervals cover about ``level`` of outcomes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bfm_stim.exceptions import ModelError, ValidationError
+from bfm_stim.model.bfm import BrainFoundationModel
+from bfm_stim.model.checkpoint import load_checkpoint
+from bfm_stim.space import Stimulus, StimulusSpace
+
+__all__ = ["Forecast", "Surrogate"]
+
+
+def _z_quantile(level: float) -> float:
+    return float(torch.special.ndtri(torch.tensor((1.0 + level) / 2.0, dtype=torch.float64)))
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Predicted response to N candidate stimuli over H patches of ``patch_len`` samples.
+
+    Attributes:
+        z: (N, H, d_latent) ensemble-mean latent trajectory.
+        z_std: (N, H, d_latent) calibrated latent standard deviation.
+        signal: (N, C, H * patch_len) predicted signal, µV.
+        signal_std: (N, C, H * patch_len) calibrated predictive standard deviation, µV.
+        fs: sampling rate of ``signal``, Hz.
+    """
+
+    z: Tensor
+    z_std: Tensor
+    signal: Tensor | None
+    signal_std: Tensor | None
+    fs: float
+
+    def interval(self, level: float = 0.9) -> tuple[Tensor, Tensor]:
+        """Central ``level`` predictive interval of the signal, µV: (lower, upper), each (N, C, T)."""
+        if self.signal is None or self.signal_std is None:
+            raise ModelError("this forecast was made with signal=False")
+        q = _z_quantile(level)
+        return self.signal - q * self.signal_std, self.signal + q * self.signal_std
+
+
+class Surrogate:
+    """A pretrained (or adapted) BFM bound to one patient's montage and embedding.
+
+    Args:
+        model: the BFM (put in eval mode here).
+        positions: (C, 3) electrode positions of the montage, m.
+        patient: (d_patient,) embedding (e.g. from :func:`bfm_stim.model.adapt.infer_embedding`),
+            or an int row of the training table.
+        space: stimulus space used to turn :class:`Stimulus` objects into features.
+        horizon_patches: forecast horizon (default the model's).
+        signal_scale, latent_scale: conformal scale factors (1.0 until :meth:`calibrate`).
+    """
+
+    def __init__(self, model: BrainFoundationModel, *, positions: Tensor | np.ndarray, patient: Tensor | int,
+                 space: StimulusSpace | None = None, horizon_patches: int | None = None,
+                 signal_scale: float = 1.0, latent_scale: float = 1.0) -> None:
+        self.model = model.eval()
+        self.cfg = model.config
+        pos = torch.as_tensor(np.asarray(positions), dtype=torch.float32)
+        if pos.dim() != 2 or pos.shape[1] != 3:
+            raise ValidationError("positions", tuple(pos.shape), "shape (C, 3) in m")
+        self.positions = pos
+        if isinstance(patient, int):
+            patient = model.patient_embedding(torch.tensor([patient]))[0].detach()
+        self.patient = torch.as_tensor(patient, dtype=torch.float32).reshape(-1)
+        if self.patient.numel() != self.cfg.d_patient:
+            raise ValidationError("patient", tuple(self.patient.shape), f"an embedding of width {self.cfg.d_patient}")
+        self.space = space
+        self.horizon = int(horizon_patches or self.cfg.horizon_patches)
+        self.signal_scale, self.latent_scale = float(signal_scale), float(latent_scale)
+        with torch.no_grad():
+            self._chan_emb = model.chan_embed(pos[None])
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, *, positions: Tensor | np.ndarray, rest: Tensor | np.ndarray,
+                        space: StimulusSpace | None = None) -> "Surrogate":
+        """Load a checkpoint and infer the patient embedding from stimulation-off ``rest`` (C, T) µV."""
+        from bfm_stim.model.adapt import infer_embedding
+
+        model, info = load_checkpoint(path)
+        cal = info["extra"].get("calibration", {})
+        e = infer_embedding(model, rest, positions)
+        return cls(model, positions=positions, patient=e, space=space,
+                   signal_scale=cal.get("signal_scale", 1.0), latent_scale=cal.get("latent_scale", 1.0))
+
+    # ------------------------------------------------------------------ inputs
+    @property
+    def fs(self) -> float:
+        """Model sampling rate, Hz."""
+        return self.cfg.fs
+
+    def _context(self, context: Tensor | np.ndarray) -> Tensor:
+        x = torch.as_tensor(np.asarray(context) if not isinstance(context, Tensor) else context, dtype=torch.float32)
+        if x.dim() != 2 or x.shape[0] != self.positions.shape[0]:
+            raise ValidationError("context", tuple(x.shape), f"shape (C={self.positions.shape[0]}, T) in µV at {self.fs} Hz")
+        L = self.cfg.patch_len
+        p = min(x.shape[1] // L, self.cfg.max_patches)
+        if p < 2:
+            raise ValidationError("context", tuple(x.shape), f"at least {2 * L} samples ({2 * L / self.fs:.2f} s)")
+        return x[:, x.shape[1] - p * L:]
+
+    def stimulus_tensor(self, stimuli: Sequence[Stimulus] | Tensor) -> Tensor:
+        """Per-patch features (N, H, F) of the candidates.
+
+        A tensor (N, F) is held for the whole horizon; (N, H, F) is used as given (gradients flow);
+        :class:`Stimulus` objects are on for ``duration_s`` (rounded to patches), then off.
+        """
+        f, h = self.cfg.n_stim_features, self.horizon
+        if isinstance(stimuli, Tensor):
+            if stimuli.dim() == 2 and stimuli.shape[1] == f:
+                return stimuli[:, None, :].expand(-1, h, -1)
+            if stimuli.dim() == 3 and stimuli.shape[1:] == (h, f):
+                return stimuli
+            raise ValidationError("stimuli", tuple(stimuli.shape), f"(N, {f}) or (N, {h}, {f}) features")
+        stims = list(stimuli)
+        if self.space is None:
+            from bfm_stim.space import features_of
+            feats = features_of(stims, {})
+        else:
+            feats = self.space.to_features(stims)
+        dur = torch.tensor([s.duration_s for s in stims]) * self.fs / self.cfg.patch_len
+        on = (torch.arange(h)[None, :] < dur.round().clamp_min(1)[:, None]).to(feats.dtype)
+        return feats[:, None, :] * on[..., None]
+
+    # ------------------------------------------------------------------ prediction
+    def encode(self, context: Tensor | np.ndarray, context_stim: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Latents of a context: (P, d_latent), with its per-channel mean and std (C, 1) µV."""
+        x = self._context(context)
+        mean = x.mean(-1, keepdim=True)
+        std = x.std(-1, keepdim=True).clamp_min(1e-3)
+        p = x.shape[1] // self.cfg.patch_len
+        stim = context_stim if context_stim is not None else torch.zeros(1, p, self.cfg.n_stim_features)
+        z = self.model.encode(((x - mean) / std)[None], self.positions[None], stim.reshape(1, p, -1),
+                              self.patient[None], chan_emb=self._chan_emb)
+        return z[0], mean, std
+
+    def predict(self, context: Tensor | np.ndarray, stimuli: Sequence[Stimulus] | Tensor, *,
+                signal: bool = True, chunk: int = 512) -> Forecast:
+        """Forecast the response to each candidate stimulus.
+
+        Args:
+            context: (C, T) recent stimulation-off signal, µV at ``fs``; the last
+                ``max_patches * patch_len`` samples (a multiple of ``patch_len``) are used.
+            stimuli: N :class:`Stimulus` objects, or features (N, F) / (N, H, F) (differentiable).
+            signal: also read out the channel signal (skip for latent-only objectives: faster).
+            chunk: candidates per internal batch.
+
+        Returns: :class:`Forecast` with N candidates.
+        """
+        s = self.stimulus_tensor(stimuli)
+        z_ctx, mean, std = self.encode(context)
+        parts = [self._rollout(z_ctx[-1], s[i:i + chunk], mean, std, signal) for i in range(0, len(s), chunk)]
+        cat = [torch.cat([p[j] for p in parts]) if parts[0][j] is not None else None for j in range(4)]
+        return Forecast(cat[0], cat[1], cat[2], cat[3], self.fs)
+
+    def _rollout(self, z0: Tensor, s: Tensor, mean: Tensor, std: Tensor, signal: bool):
+        n = len(s)
+        e = self.patient[None].expand(n, -1)
+        zk = self.model.rollout(z0[None].expand(n, -1), s, e)  # (K, N, H, D)
+        k = zk.shape[0]
+        z = zk.mean(0)
+        z_std = (((zk - z) ** 2).mean(0) + 1e-8).sqrt() * self.latent_scale
+        if not signal:
+            return z, z_std, None, None
+        mu, lv = self.model.read_out(zk.reshape(k * n, self.horizon, -1), e.repeat(k, 1), self._chan_emb)
+        mu = mu.view(k, n, *mu.shape[1:])
+        noise = lv.exp().view(k, n, *lv.shape[1:]).mean(0).repeat_interleave(self.cfg.patch_len, -1)
+        mu_bar = mu.mean(0)
+        var = noise + ((mu - mu_bar) ** 2).mean(0)
+        sig = mu_bar * std + mean
+        sig_std = var.sqrt() * std * self.signal_scale
+        return z, z_std, sig, sig_std
+
+    # ------------------------------------------------------------------ calibration
+    @torch.no_grad()
+    def calibrate(self, contexts: Tensor, stimuli: Tensor, futures: Tensor, *, level: float = 0.9) -> dict[str, float]:
+        """Fit the conformal scales on held-out windows so ``level`` intervals cover ``level``.
+
+        Args:
+            contexts: (M, C, T_ctx) µV.
+            stimuli: (M, H, F) per-patch features of what was delivered after each context.
+            futures: (M, C, H * patch_len) µV, what was then recorded.
+            level: target coverage in (0, 1).
+
+        Returns: ``{"signal_scale", "latent_scale", "level"}`` (also stored on the surrogate).
+        """
+        if not 0 < level < 1:
+            raise ValidationError("level", level, "a coverage in (0, 1)")
+        q = _z_quantile(level)
+        self.signal_scale = self.latent_scale = 1.0
+        r_sig, r_lat = [], []
+        for ctx, s, fut in zip(contexts, stimuli, futures):
+            fc = self.predict(ctx, s[None])
+            r_sig.append(((fut[None] - fc.signal).abs() / fc.signal_std).flatten())
+            cx = self._context(ctx)
+            full = torch.cat([cx, fut], dim=-1)
+            stim_all = torch.cat([torch.zeros(cx.shape[1] // self.cfg.patch_len, s.shape[-1]), s])[None]
+            keep = min(full.shape[1] // self.cfg.patch_len, self.cfg.max_patches) * self.cfg.patch_len
+            z_true = self._encode_full(full[:, -keep:], stim_all[:, -keep // self.cfg.patch_len:],
+                                       cx.mean(-1, keepdim=True), cx.std(-1, keepdim=True).clamp_min(1e-3))
+            r_lat.append(((z_true[-self.horizon:] - fc.z[0]).abs() / fc.z_std[0]).flatten())
+        k = math.ceil((len(torch.cat(r_sig)) + 1) * level) / len(torch.cat(r_sig))
+        self.signal_scale = float(torch.quantile(torch.cat(r_sig), min(k, 1.0)) / q)
+        self.latent_scale = float(torch.quantile(torch.cat(r_lat), level) / q)
+        return {"signal_scale": self.signal_scale, "latent_scale": self.latent_scale, "level": level}
+
+    def _encode_full(self, x: Tensor, stim: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+        return self.model.encode(((x - mean) / std)[None], self.positions[None], stim, self.patient[None],
+                                 chan_emb=self._chan_emb)[0]
+
+    @torch.no_grad()
+    def latents(self, data: Tensor | np.ndarray) -> Tensor:
+        """Encoder latents (P, d_latent) of stimulation-off data (C, T) µV, in windows of the receptive field."""
+        x = torch.as_tensor(np.asarray(data), dtype=torch.float32)
+        L, w = self.cfg.patch_len, self.cfg.max_patches * self.cfg.patch_len
+        out = []
+        for start in range(0, max(x.shape[1] - 2 * L, 1), w):
+            seg = x[:, start:start + w]
+            if seg.shape[1] >= 2 * L:
+                out.append(self.encode(seg)[0])
+        if not out:
+            raise ValidationError("data", tuple(x.shape), f"at least {2 * L} samples")
+        return torch.cat(out)

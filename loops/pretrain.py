@@ -1,0 +1,292 @@
+"""Pretraining of the brain foundation model: corpus building and the (data-parallel) training driver.
+
+``main(config_path, out_dir)`` builds the corpus once (sharded ``.npz`` + ``manifest.json`` under
+``out_dir/corpus``, reused when its config is unchanged), trains with progress bars, checkpoints
+every ``checkpoint_every`` steps to ``out_dir/checkpoints/last.pt`` and resumes from it with
+``resume=True``. Under ``torchrun`` it runs DDP (gloo on CPU, NCCL on GPU); rank 0 builds the
+corpus and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from bfm_stim._logging import get_logger
+from bfm_stim.exceptions import ConfigError, ValidationError
+from bfm_stim.model.bfm import BrainFoundationModel
+from bfm_stim.model.checkpoint import load_checkpoint, save_checkpoint
+from bfm_stim.model.config import ModelConfig
+from bfm_stim.model.data import CorpusStream, ShardWriter, load_manifest
+from bfm_stim.model.losses import LossConfig, LossModule
+from bfm_stim.space import FEATURE_NAMES
+from loops.pretrain_corpus import CorpusConfig, iter_corpus
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["TrainConfig", "PretrainConfig", "load_config", "build_corpus", "weights_digest", "main"]
+
+log = get_logger("pretrain")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings.
+
+    Attributes:
+        steps: optimiser steps in total (a resumed run continues up to this).
+        batch_size: windows per step and rank.
+        ctx_patches: context patches per window (the horizon is the model's ``horizon_patches``).
+        lr: peak learning rate (linear warm-up over ``warmup`` steps, cosine decay to 10%).
+        weight_decay: AdamW weight decay.
+        grad_clip: gradient-norm clip.
+        checkpoint_every: steps between checkpoints.
+        seed: random seed (model init, data stream).
+        threads: torch intra-op threads (0: leave torch's default).
+        shards_in_memory: corpus shards mixed at a time per rank.
+    """
+
+    steps: int = 200
+    batch_size: int = 16
+    ctx_patches: int = 12
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: int = 20
+    grad_clip: float = 1.0
+    checkpoint_every: int = 50
+    seed: int = 0
+    threads: int = 0
+    shards_in_memory: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "ctx_patches", "checkpoint_every", "shards_in_memory"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValidationError(f"train.{name}", v, "a positive integer")
+        if not (self.lr > 0) or self.weight_decay < 0 or self.grad_clip <= 0 or self.warmup < 0 or self.threads < 0:
+            raise ConfigError(f"train: need lr > 0, weight_decay >= 0, grad_clip > 0, warmup >= 0, threads >= 0; "
+                              f"got {self.lr=}, {self.weight_decay=}, {self.grad_clip=}, {self.warmup=}, {self.threads=}")
+
+
+def _build(cls: type, d: Mapping[str, Any], section: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(f"[{section}] has unknown keys {unknown}; allowed: {sorted(known)}")
+    return cls(**d)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """A whole pretraining run: ``[corpus]``, ``[model]``, ``[loss]``, ``[train]`` of the TOML file."""
+
+    corpus: CorpusConfig
+    model: ModelConfig
+    loss: LossConfig
+    train: TrainConfig
+
+    def __post_init__(self) -> None:
+        need = self.train.ctx_patches + self.model.horizon_patches
+        if need > self.model.max_patches:
+            raise ConfigError(f"train.ctx_patches + model.horizon_patches = {need} exceeds model.max_patches="
+                              f"{self.model.max_patches}")
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+        return {"corpus": asdict(self.corpus), "model": self.model.to_dict(), "loss": self.loss.to_dict(),
+                "train": asdict(self.train)}
+
+
+def load_config(path: str | Path) -> PretrainConfig:
+    """Parse a pretraining TOML file; the stimulus feature width comes from :mod:`bfm_stim.space`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no pretraining config at {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from err
+    extra = sorted(set(raw) - {"corpus", "model", "loss", "train"})
+    if extra:
+        raise ConfigError(f"{path}: unknown sections {extra}; allowed: corpus, model, loss, train")
+    corpus = _build(CorpusConfig, raw.get("corpus", {}), "corpus")
+    mdict = dict(raw.get("model", {}))
+    mdict.update(n_stim_features=len(FEATURE_NAMES), stim_feature_names=tuple(FEATURE_NAMES),
+                 n_train_patients=corpus.n_patients)
+    model = ModelConfig.from_dict(mdict)
+    return PretrainConfig(corpus, model, LossConfig.from_dict(raw.get("loss", {})),
+                          _build(TrainConfig, raw.get("train", {}), "train"))
+
+
+def build_corpus(cfg: PretrainConfig, corpus_dir: Path, *, progress: bool = True) -> Path:
+    """Generate (or reuse, when the stored config matches) the sharded corpus; returns its manifest."""
+    from dataclasses import asdict
+    info = {"fs": cfg.model.fs, "feature_names": list(FEATURE_NAMES), "corpus_config": asdict(cfg.corpus)}
+    try:
+        m = load_manifest(corpus_dir)
+        if m.get("corpus_config") == info["corpus_config"] and m.get("fs") == cfg.model.fs \
+                and m.get("feature_names") == info["feature_names"]:
+            log.info("reusing corpus at %s (%d patients)", corpus_dir, m["n_patients"])
+            return corpus_dir / "manifest.json"
+    except Exception:  # absent or stale: rebuild
+        pass
+    writer = ShardWriter(corpus_dir, patients_per_shard=cfg.corpus.patients_per_shard, info=info)
+    from tqdm import tqdm
+    for s in tqdm(iter_corpus(cfg.corpus, fs=cfg.model.fs), total=cfg.corpus.n_patients,
+                  desc="corpus", unit="patient", disable=not progress):
+        writer.add(s)
+    return writer.close()
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of every parameter and buffer, in order: equal digests mean identical weights."""
+    import hashlib
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _lr(step: int, t: TrainConfig) -> float:
+    if step < t.warmup:
+        return t.lr * (step + 1) / t.warmup
+    frac = (step - t.warmup) / max(1, t.steps - t.warmup)
+    return t.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def _dist_setup() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    dev = torch.device("cpu")
+    if world > 1:
+        import torch.distributed as dist
+        if not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            dist.init_process_group(backend)
+        if torch.cuda.is_available():
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(dev)
+    elif torch.cuda.is_available():
+        dev = torch.device("cuda")
+    return rank, world, dev
+
+
+def main(config_path: str | Path, out_dir: str | Path, *, resume: bool = False, steps: int | None = None,
+         progress: bool = True) -> dict[str, Any]:
+    """Pretrain the BFM.
+
+    Args:
+        config_path: TOML file with ``[corpus]``, ``[model]``, ``[loss]``, ``[train]``.
+        out_dir: run directory (``corpus/``, ``checkpoints/last.pt``, ``model.pt``, ``summary.json``).
+        resume: continue from ``out_dir/checkpoints/last.pt``.
+        steps: override ``train.steps``.
+        progress: show tqdm progress (rank 0 only).
+
+    Returns: summary dict (steps, final losses, parameter count, checkpoint path, windows/s).
+    """
+    cfg = load_config(config_path)
+    t = cfg.train if steps is None else _build(TrainConfig, {**cfg.to_dict()["train"], "steps": steps}, "train")
+    out = Path(out_dir)
+    rank, world, dev = _dist_setup()
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    import torch.distributed as dist
+    corpus_dir = Path(cfg.corpus.dir) if Path(cfg.corpus.dir).is_absolute() else out / cfg.corpus.dir
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        build_corpus(cfg, corpus_dir, progress=progress)
+    if world > 1:
+        dist.barrier()
+
+    torch.manual_seed(t.seed)
+    model = BrainFoundationModel(cfg.model).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    ckpt_path = out / "checkpoints" / "last.pt"
+    start = 0
+    if resume:
+        _, info = load_checkpoint(ckpt_path, model=model, optimizer=opt, map_location=dev)
+        start = int(info["step"])
+        log.info("resumed from %s at step %d", ckpt_path, start)
+    unit = LossModule(model, cfg.loss)
+    net: torch.nn.Module = unit
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        net = DDP(unit, find_unused_parameters=True)  # also broadcasts rank 0's weights
+    stream = iter(CorpusStream(corpus_dir, batch_size=t.batch_size, n_ctx=t.ctx_patches,
+                               n_hor=cfg.model.horizon_patches, patch_len=cfg.model.patch_len,
+                               seed=t.seed + 7919 * start, rank=rank, world=world,
+                               shards_in_memory=t.shards_in_memory))
+    gen = torch.Generator(device=dev).manual_seed(t.seed * 1000 + rank + 31 * start)
+    from tqdm import tqdm
+    bar = tqdm(total=t.steps, initial=start, desc=f"pretrain (x{world})", unit="step",
+               disable=not progress or rank != 0, dynamic_ncols=True)
+    losses: dict[str, float] = {}
+    t0, n_win = time.perf_counter(), 0
+    extra = {"pretrain_config": cfg.to_dict(), "world": world}
+    model.train()
+    for step in range(start, t.steps):
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, t)
+        batch = next(stream).to(dev)
+        out_l = net(batch, gen)
+        opt.zero_grad(set_to_none=True)
+        out_l["total"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        opt.step()
+        n_win += t.batch_size * world
+        losses = {k: float(v.detach()) for k, v in out_l.items()}
+        rate = n_win / max(time.perf_counter() - t0, 1e-9)
+        bar.set_postfix(loss=f"{losses['total']:.3f}", win_s=f"{rate:.0f}")
+        bar.update(1)
+        if not math.isfinite(losses["total"]):
+            raise ConfigError(f"training diverged at step {step}: losses {losses}; lower train.lr")
+        if rank == 0 and ((step + 1) % t.checkpoint_every == 0 or step + 1 == t.steps):
+            save_checkpoint(ckpt_path, model, optimizer=opt, step=step + 1, extra=extra)
+    bar.close()
+    summary = {"steps": t.steps, "start_step": start, "losses": losses, "n_parameters": model.n_parameters(),
+               "world": world, "windows_per_s": n_win / max(time.perf_counter() - t0, 1e-9),
+               "checkpoint": str(ckpt_path)}
+    digest = weights_digest(model)
+    if world > 1:
+        digests: list[Any] = [None] * world
+        dist.all_gather_object(digests, digest)
+        summary["rank_digests"] = digests  # identical when the ranks stayed in sync
+    else:
+        summary["rank_digests"] = [digest]
+    if rank == 0:
+        save_checkpoint(out / "model.pt", model, step=t.steps, extra=extra)
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    if world > 1:
+        dist.barrier()
+    return summary
+
+
+if __name__ == "__main__":  # torchrun entry: python -m loops.pretrain CONFIG OUT [--resume] [--steps N]
+    import argparse
+    ap = argparse.ArgumentParser(description="Pretrain the bfm-stim brain foundation model")
+    ap.add_argument("config")
+    ap.add_argument("out")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args()
+    res = main(a.config, a.out, resume=a.resume, steps=a.steps, progress=not a.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(res, indent=1))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+        dist.destroy_process_group()

@@ -1,0 +1,203 @@
+"""Pretraining corpus: stimulation-off rest plus random probe stimulation, per patient.
+
+Sources:
+- ``"simulators"``: the pretraining cohort (``simulators.cohort("pretrain", n)``) over the listed
+  patient families, healthy and pathological, electrical and sensory probes;
+- ``"synthetic"``: a cheap built-in oscillator model (for tests and development);
+- ``recordings``: files read with :meth:`bfm_stim.recording.Recording.read`, added as
+  stimulation-free data.
+Every patient becomes a :class:`~bfm_stim.model.data.PatientSeries` at the model rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+from scipy.signal import lfilter, resample_poly
+
+from bfm_stim._logging import get_logger
+from bfm_stim.exceptions import BfmStimError, ValidationError
+from bfm_stim.model.data import PatientSeries
+from bfm_stim.space import Contact, Stimulus, StimulusSpace, features_of
+
+__all__ = ["CorpusConfig", "iter_corpus", "resample_to"]
+
+log = get_logger("pretrain.corpus")
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """What the corpus holds.
+
+    Attributes:
+        source: ``"simulators"`` or ``"synthetic"``.
+        dir: corpus directory, relative to the run directory unless absolute.
+        n_patients: patients from the source (each gets a row of the embedding table).
+        families: simulator patient ids to cycle through (empty: all registered).
+        rest_s: stimulation-off rest at the start of each patient, s.
+        n_trials: probe stimuli per patient.
+        trial_pre_s, trial_post_s: off time before and after each probe, s.
+        sensory_frac: fraction of probes that are sensory (when the patient accepts them).
+        patients_per_shard: patients per shard file.
+        recordings: recording files added as stimulation-free data.
+        seed: seed of the probe draws.
+    """
+
+    source: str = "simulators"
+    dir: str = "corpus"
+    n_patients: int = 200
+    families: tuple[str, ...] = ()
+    rest_s: float = 20.0
+    n_trials: int = 16
+    trial_pre_s: float = 1.0
+    trial_post_s: float = 2.0
+    sensory_frac: float = 0.3
+    patients_per_shard: int = 8
+    recordings: tuple[str, ...] = ()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "families", tuple(self.families))
+        object.__setattr__(self, "recordings", tuple(self.recordings))
+        if self.source not in ("simulators", "synthetic"):
+            raise ValidationError("corpus.source", self.source, "'simulators' or 'synthetic'")
+        for name in ("n_patients", "n_trials", "patients_per_shard"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValidationError(f"corpus.{name}", v, "a positive integer")
+        for name in ("rest_s", "trial_pre_s", "trial_post_s"):
+            if not getattr(self, name) > 0:
+                raise ValidationError(f"corpus.{name}", getattr(self, name), "a positive duration in s")
+        if not 0 <= self.sensory_frac <= 1:
+            raise ValidationError("corpus.sensory_frac", self.sensory_frac, "a fraction in [0, 1]")
+
+
+def resample_to(data: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
+    """Polyphase resampling (anti-aliased) of (C, T) data from ``fs_in`` to ``fs_out`` Hz."""
+    if abs(fs_in - fs_out) < 1e-9:
+        return data.astype(np.float32)
+    from fractions import Fraction
+    fr = Fraction(fs_out / fs_in).limit_denominator(1000)
+    return resample_poly(data, fr.numerator, fr.denominator, axis=-1).astype(np.float32)
+
+
+def _random_probe(space: StimulusSpace | None, rng: np.random.Generator, sensory: bool, dur: float) -> Stimulus:
+    if sensory or space is None:
+        return Stimulus.sensory(modality=str(rng.choice(["visual_flicker", "auditory_clicks"])),
+                                frequency_hz=float(rng.uniform(2.0, 60.0)), level=float(rng.uniform(0.2, 1.0)),
+                                duration_s=dur)
+    stim = space.from_unit(rng.random((1, space.dim)))[0]
+    return space.project_safe(stim.with_(duration_s=dur) if hasattr(stim, "with_") else stim)
+
+
+def _series(chunks: list[np.ndarray], ids: list[np.ndarray], table: list[np.ndarray], rest: int, fs_in: float,
+            fs: float, positions: np.ndarray, patient: int, group: int, meta: dict) -> PatientSeries:
+    data = resample_to(np.concatenate(chunks, axis=1), fs_in, fs)
+    sid = np.concatenate(ids)
+    idx = np.minimum((np.arange(data.shape[1]) * fs_in / fs).astype(np.int64), len(sid) - 1)
+    return PatientSeries(data, positions.astype(np.float32), sid[idx].astype(np.int32),
+                         np.stack(table).astype(np.float32), int(rest * fs / fs_in), patient, group, meta)
+
+
+def _simulated(cfg: CorpusConfig, fs: float) -> Iterator[PatientSeries]:
+    import simulators
+
+    fams = list(cfg.families) or [pid for pid, _ in simulators.list_patients()]
+    seeds = simulators.cohort("pretrain", cfg.n_patients)
+    rng = np.random.default_rng(cfg.seed)
+    for i, seed in enumerate(seeds):
+        fam = fams[i % len(fams)]
+        p = simulators.make(fam, seed=int(seed))
+        p.reset()
+        space = p.stimulus_space()
+        contacts = {c.name: c for c in space.contacts}
+        fs_in = float(p.fs)
+        off = np.zeros(len(FEATURES_OFF), np.float32)
+        table, chunks, ids = [off], [], []
+        n_rest = int(round(cfg.rest_s * fs_in))
+        chunks.append(p.advance(n_rest))
+        ids.append(np.zeros(n_rest, np.int32))
+        for _ in range(cfg.n_trials):
+            stim = _random_probe(space, rng, rng.random() < cfg.sensory_frac, 1.0)
+            try:
+                p.start_stimulation(stim)
+            except BfmStimError:
+                stim = _random_probe(space, rng, False, 1.0)
+                p.start_stimulation(stim)
+            table.append(features_of([stim], contacts)[0].numpy())
+            n_on = int(round(stim.duration_s * fs_in))
+            chunks.append(p.advance(n_on))
+            ids.append(np.full(n_on, len(table) - 1, np.int32))
+            p.stop_stimulation()
+            n_off = int(round((cfg.trial_post_s + cfg.trial_pre_s) * fs_in))
+            chunks.append(p.advance(n_off))
+            ids.append(np.zeros(n_off, np.int32))
+        group = fams.index(fam) * 2 + int(p.regime == "pathological")
+        meta = {"id": p.id, "family": fam, "seed": int(seed), "regime": p.regime}
+        yield _series(chunks, ids, table, n_rest, fs_in, fs, np.asarray(p.channel_positions), i, group, meta)
+
+
+def _synthetic(cfg: CorpusConfig, fs: float) -> Iterator[PatientSeries]:
+    """Damped stochastic oscillators mixed into channels; probes entrain or suppress them."""
+    rng = np.random.default_rng(cfg.seed)
+    for i in range(cfg.n_patients):
+        fam, patho = i % 2, (i // 2) % 2
+        n_ch = int(rng.integers(4, 9))
+        pos = rng.normal(0, 0.02, (n_ch, 3))
+        f0 = np.array([20.0 if fam == 0 else 10.0, 6.0]) * rng.uniform(0.9, 1.1, 2)
+        gain = np.array([1.0 if patho else 0.3, 0.5])
+        mix = rng.normal(size=(n_ch, 2))
+        contacts = {f"c{k}": Contact(f"c{k}", tuple(float(v) for v in rng.normal(0, 5, 3))) for k in range(4)}
+        space = StimulusSpace.electrical(list(contacts.values()))
+        segs = [(None, cfg.rest_s)]
+        for _ in range(cfg.n_trials):
+            segs += [(_random_probe(space, rng, rng.random() < cfg.sensory_frac, 1.0), 1.0),
+                     (None, cfg.trial_pre_s + cfg.trial_post_s)]
+        table, ids, chunks = [np.zeros(len(FEATURES_OFF), np.float32)], [], []
+        zi = np.zeros((2, 1), complex)
+        for stim, dur in segs:
+            n = int(round(dur * fs))
+            drive_f, supp = None, 1.0
+            if stim is not None:
+                table.append(features_of([stim], contacts)[0].numpy())
+                if stim.kind == "electrical":
+                    supp = 1.0 / (1.0 + stim.amplitude_ma * (stim.frequency_hz > 80))
+                else:
+                    drive_f = stim.frequency_hz
+            x = np.zeros((2, n))
+            for k in range(2):
+                pole = 0.98 * np.exp(2j * np.pi * f0[k] / fs)
+                amp = gain[k] * (supp if k == 0 else 1.0)
+                noise = amp * (rng.normal(size=n) + 1j * rng.normal(size=n))
+                y, zi[k] = lfilter([1.0], [1.0, -pole], noise, zi=zi[k])
+                x[k] = y.real
+            if drive_f is not None:
+                x[1] += 2.0 * stim.level * np.sin(2 * np.pi * drive_f * np.arange(n) / fs)
+            chunks.append((mix @ x + rng.normal(0, 0.2, (n_ch, n))) * 10.0)
+            ids.append(np.full(n, len(table) - 1 if stim is not None else 0, np.int32))
+        meta = {"id": f"synthetic-{fam}", "family": f"synthetic-{fam}", "seed": i,
+                "regime": "pathological" if patho else "healthy"}
+        yield _series(chunks, ids, table, int(cfg.rest_s * fs), fs, fs, pos, i, fam * 2 + patho, meta)
+
+
+def _recordings(cfg: CorpusConfig, fs: float) -> Iterator[PatientSeries]:
+    from bfm_stim.recording import Recording
+
+    for j, path in enumerate(cfg.recordings):
+        rec = Recording.read(path)
+        keep = [k for k, t in enumerate(rec.ch_types) if t in ("eeg", "seeg", "ecog", "dbs")] or list(range(rec.n_channels))
+        data = resample_to(rec.data[keep], rec.fs, fs)
+        t = data.shape[1]
+        yield PatientSeries(data, np.asarray(rec.positions, np.float32)[keep], np.zeros(t, np.int32),
+                            np.zeros((1, len(FEATURES_OFF)), np.float32), t, -1, -1, {"id": str(path)})
+
+
+FEATURES_OFF = features_of([Stimulus.off()], {})[0].numpy()
+
+
+def iter_corpus(cfg: CorpusConfig, *, fs: float) -> Iterator[PatientSeries]:
+    """Yield the corpus' patient series at ``fs`` Hz (patients first, then recordings)."""
+    yield from (_simulated(cfg, fs) if cfg.source == "simulators" else _synthetic(cfg, fs))
+    yield from _recordings(cfg, fs)
