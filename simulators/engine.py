@@ -1,0 +1,139 @@
+"""The batched run loop shared by every model family.
+
+An :class:`Engine` advances ``B`` rows (patients × trials, same family) together: it fetches
+counter-based noise blocks, turns each row's stimulus program into per-sample pulses and drive,
+calls the family's dynamics kernel, then the observation kernel. Rows of different sizes (node or
+channel counts) are zero-padded, which leaves every row's result identical to running it alone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from bfm_stim.exceptions import SimulatorError
+from simulators.observation import NOISE_BLOCK, noise_block, obs_block, pink_coefficients
+from simulators.stimulation import StimProgram
+
+if TYPE_CHECKING:
+    from simulators.patient import Patient
+
+__all__ = ["Engine", "pad_stack"]
+
+ARTIFACT_TAU_S = 0.0015  # decay of the amplifier's pulse artifact, s
+
+
+def pad_stack(arrays: Sequence[np.ndarray], dtype: type | None = None) -> np.ndarray:
+    """Stack arrays of equal rank, zero-padding every axis to the largest size."""
+    shape = tuple(max(a.shape[i] for a in arrays) for i in range(arrays[0].ndim))
+    out = np.zeros((len(arrays), *shape), dtype=dtype or arrays[0].dtype)
+    for b, a in enumerate(arrays):
+        out[(b, *tuple(slice(0, s) for s in a.shape))] = a
+    return out
+
+
+class Engine:
+    """Run state of ``B`` rows of one family; see :meth:`advance`.
+
+    Args:
+        patients: One patient per row (repeat a patient for several trials).
+        trials: Noise realization per row (the counter key next to the patient's seed).
+    """
+
+    def __init__(self, patients: Sequence["Patient"], trials: Sequence[int] | None = None) -> None:
+        if not patients:
+            raise SimulatorError("an engine needs at least one patient")
+        fam = type(patients[0])
+        if any(type(p) is not fam for p in patients):
+            raise SimulatorError(f"all rows must be one family; got {sorted({type(p).__name__ for p in patients})}")
+        self.patients = list(patients)
+        self.trials = [0] * len(patients) if trials is None else [int(t) for t in trials]
+        if len(self.trials) != len(self.patients):
+            raise SimulatorError(f"Got {len(self.trials)=} trials for {len(self.patients)} patients")
+        self.family = fam
+        self.fs = float(patients[0].fs)
+        self.dt = 1.0 / self.fs
+        keys = patients[0].kernel_params.keys()
+        self.params = {k: pad_stack([p.kernel_params[k] for p in patients]) for k in keys}
+        self.state = {k: pad_stack([p.initial_state()[k] for p in patients]) for k in patients[0].initial_state()}
+        self.lead = pad_stack([p.lead for p in patients])
+        self.nsrc = np.array([p.lead.shape[1] for p in patients], np.int64)
+        self.obs = {k: pad_stack([getattr(p, k) for p in patients]) for k in ("dc", "pink_sd", "white_sd", "line_amp", "line_phase")}
+        self.pink_a, self.pink_g = pink_coefficients(self.fs)
+        self.pink_state = pad_stack([p.pink_initial(t) for p, t in zip(patients, self.trials)])
+        self.art_state = np.zeros(self.lead.shape[:2])
+        self.n_channels = [p.n_channels for p in patients]
+        self.n_targets = max(p.n_targets for p in patients)
+        self.line_w = np.array([2.0 * np.pi * p.line_noise_hz / self.fs for p in patients])
+        self.t = 0
+        self.programs: list[StimProgram | None] = [None] * len(patients)
+        self._block = -1
+        self._proc = self._obs = np.zeros(0, np.float32)
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.patients)
+
+    def _block_noise(self, block: int) -> tuple[np.ndarray, np.ndarray]:
+        """Process (B, NOISE_BLOCK, *shape) and observation (B, NOISE_BLOCK, 2, C) noise of one block."""
+        if self._block != block:
+            procs, obss = [], []
+            for p, trial in zip(self.patients, self.trials):
+                procs.append(noise_block(p.family, "process", p.seed, trial, block, p.noise_shape))
+                obss.append(noise_block(p.family, "observation", p.seed, trial, block, (2, p.n_channels)))
+            if self.batch_size == 1:
+                self._proc, self._obs = procs[0][None], obss[0][None]
+            else:
+                self._proc, self._obs = pad_stack(procs), pad_stack(obss)
+            self._block = block
+        return self._proc, self._obs
+
+    def _segment_noise(self, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        block, off = divmod(start, NOISE_BLOCK)
+        proc, obs = self._block_noise(block)
+        return proc[:, off:off + n], obs[:, off:off + n]
+
+    def advance(self, n_samples: int, *, hidden: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Advance every row by ``n_samples``.
+
+        Returns:
+            data: (B, C_max, n) float32 µV (rows with fewer channels are zero-padded);
+            src: (B, n, M_max) float32 source signals when ``hidden``, else None;
+            active: (B, n) bool, True where a stimulus train is on.
+        """
+        n = int(n_samples)
+        if n < 0:
+            raise SimulatorError(f"n_samples must be >= 0; got {n_samples!r}")
+        B = self.batch_size
+        out = np.empty((B, self.lead.shape[1], n), np.float32)
+        src_all = np.empty((B, n, self.lead.shape[2]), np.float32) if hidden else None
+        active = np.zeros((B, n), bool)
+        done = 0
+        while done < n:
+            start = self.t
+            m = min(n - done, NOISE_BLOCK - start % NOISE_BLOCK)
+            proc, obs = self._segment_noise(start, m)
+            pulses = np.zeros((B, m))
+            kicks = np.zeros((B, m, self.n_targets))
+            drive = np.zeros((B, m, self.n_targets))
+            art = np.zeros((B, self.lead.shape[1]))
+            for r, prog in enumerate(self.programs):
+                if prog is None or prog.end <= start or prog.onset >= start + m:
+                    continue
+                pu, sq, act = prog.segment(start, m, self.fs)
+                kicks[r, :, :prog.kick.size] = pu[:, None] * prog.kick[None, :]
+                drive[r, :, :prog.drive.size] = sq[:, None] * prog.drive[None, :]
+                active[r, done:done + m] = act
+                if prog.stimulus.kind == "electrical":
+                    pulses[r] = pu
+                    art[r, :prog.artifact.size] = prog.artifact
+            src = self.family.run_kernel(self.state, self.params, proc, kicks, drive, self.dt)
+            obs_block(src, self.nsrc, self.lead, self.obs["dc"], self.pink_state, self.pink_a, self.pink_g, obs, self.obs["pink_sd"],
+                      self.obs["white_sd"], self.obs["line_amp"], self.obs["line_phase"], self.line_w, start,
+                      pulses, art, self.art_state, float(np.exp(-self.dt / ARTIFACT_TAU_S)), out[:, :, done:done + m])
+            if src_all is not None:
+                src_all[:, done:done + m] = src
+            self.t += m
+            done += m
+        return out, src_all, active

@@ -1,0 +1,149 @@
+"""Registry, cohorts, determinism, chunking, batching, the reusable patient checks and Gymnasium."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import simulators
+from bfm_stim.exceptions import ValidationError
+from bfm_stim.space import Stimulus
+from simulators.testing import check_patient
+
+IDS = [i for i, _ in simulators.list_patients()]
+
+
+def test_list_patients():
+    assert {"cortex-jr-v0", "bg-beta-v0"} <= set(IDS)
+    assert all(isinstance(d, str) and d for _, d in simulators.list_patients())
+
+
+@pytest.mark.parametrize("pid", IDS)
+@pytest.mark.parametrize("seed", [0, 1_000_003])
+def test_every_patient_passes_checks(pid, seed):
+    check_patient(simulators.make(pid, seed=seed))
+
+
+def test_cohorts_disjoint_and_checked():
+    pre = simulators.cohort("pretrain", 500)
+    ev = simulators.cohort("eval", 500)
+    assert not set(pre) & set(ev)
+    assert {simulators.cohort_of(s) for s in pre} == {"pretrain"}
+    assert {simulators.cohort_of(s) for s in ev} == {"eval"}
+    r_pre, r_ev = simulators.COHORTS["pretrain"], simulators.COHORTS["eval"]
+    assert r_pre.stop <= r_ev.start or r_ev.stop <= r_pre.start
+    with pytest.raises(ValidationError):
+        simulators.make("bg-beta-v0", seed=ev[0], cohort="pretrain")
+    assert simulators.make("bg-beta-v0", seed=ev[0], cohort="eval").seed == ev[0]
+
+
+def test_seeds_deterministic_and_distinct():
+    a = simulators.make("bg-beta-v0", seed=5).advance(500)
+    b = simulators.make("bg-beta-v0", seed=5).advance(500)
+    c = simulators.make("bg-beta-v0", seed=6)
+    assert np.array_equal(a, b)
+    assert c.n_channels != a.shape[0] or not np.array_equal(a, c.advance(500))
+
+
+@pytest.mark.parametrize("pid", ["cortex-jr-v0", "bg-beta-v0"])
+def test_chunked_equals_whole_with_stimulation(pid):
+    p = simulators.make(pid, seed=4)
+    stim = Stimulus.electrical(contact=p.contacts[1].name, amplitude_ma=2.0, frequency_hz=130.0,
+                               pulse_width_us=90.0, duration_s=0.7)
+    p.reset()
+    first = p.advance(300)
+    p.start_stimulation(stim)
+    whole = np.concatenate([first, p.advance(1900)], axis=1)
+    p.reset()
+    parts = []
+    sizes = [7, 293]  # 300 samples before the stimulus
+    for n in sizes:
+        parts.append(p.advance(n))
+    p.start_stimulation(stim)
+    for n in [20, 1, 333, 999, 547]:  # crosses noise blocks at 1000 and 2000
+        parts.append(p.advance(n))
+    assert np.array_equal(whole, np.concatenate(parts, axis=1))
+
+
+def test_stop_stimulation_and_counterfactual_share_noise():
+    p = simulators.make("bg-beta-v0", seed=4)
+    stim = Stimulus.electrical(contact=p.contacts[0].name, amplitude_ma=0.0, frequency_hz=130.0, pulse_width_us=60.0,
+                               duration_s=1.0)
+    r = p.simulate(1.0, stim, counterfactual=True)
+    # zero amplitude: no recruitment, artifact ∝ amplitude → identical to the counterfactual
+    assert np.array_equal(r.data.numpy(), r.counterfactual.data.numpy())
+    p.reset()
+    p.start_stimulation(stim.with_(amplitude_ma=2.0))
+    p.advance(10)
+    assert p.stimulating
+    p.stop_stimulation()
+    assert not p.stimulating
+
+
+def test_batch_equals_single_rows():
+    ps = [simulators.make("cortex-jr-v0", seed=s) for s in (1, 2, 3)]  # different node and channel counts
+    stims = [None, Stimulus.sensory(modality="visual_flicker", frequency_hz=10.0, level=1.0, duration_s=0.5), None]
+    res = simulators.simulate_batch(ps, stims, 0.6, trials=[0, 0, 3])
+    for i, (p, s, t) in enumerate(zip(ps, stims, [0, 0, 3])):
+        single = p.simulate(0.6, s, trial=t).data
+        assert np.array_equal(res.data[i, :p.n_channels].numpy(), single.numpy())
+
+
+def test_trials_differ_but_are_reproducible():
+    p = simulators.make("bg-beta-v0", seed=2)
+    a, b = p.simulate(0.5, trial=1).data, p.simulate(0.5, trial=2).data
+    assert not np.array_equal(a.numpy(), b.numpy())
+    assert np.array_equal(a.numpy(), p.simulate(0.5, trial=1).data.numpy())
+
+
+def test_unsafe_stimulus_refused():
+    from bfm_stim.exceptions import SafetyLimitError
+
+    p = simulators.make("bg-beta-v0", seed=2)
+    with pytest.raises((SafetyLimitError, ValidationError)):
+        p.start_stimulation(Stimulus.electrical(contact=p.contacts[0].name, amplitude_ma=5.0, frequency_hz=130.0,
+                                                pulse_width_us=450.0))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValidationError):
+        simulators.make("no-such-v0")
+    with pytest.raises(ValidationError):
+        simulators.make("bg-beta-v0", seed=-1)
+    with pytest.raises(ValidationError):
+        simulators.make("bg-beta-v0", seed=1, n_channels=3)
+    with pytest.raises(ValidationError):
+        simulators.cohort("test", 3)
+
+
+def test_gym_envs_pass_check_env():
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    from simulators.gym_env import ENV_IDS
+
+    for env_id in ENV_IDS:
+        env = gym.make(env_id, max_trials=3, trial_s=0.5)
+        check_env(env.unwrapped, skip_render_check=True)
+        obs, info = env.reset(seed=0)
+        obs2, r, term, trunc, info = env.step(env.action_space.sample())
+        assert np.isfinite(obs2).all() and np.isfinite(r) and "side_effect" in info
+
+
+@pytest.mark.slow
+def test_oracle_cost_and_optimum(tmp_path, monkeypatch):
+    monkeypatch.setenv("BFM_STIM_CACHE", str(tmp_path))
+    p = simulators.make("bg-beta-v0", seed=6)
+    obj = simulators.BandPowerObjective()
+    base = simulators.oracle_cost(p, None, obj, repeats=2)
+    good = Stimulus.electrical(contact=min(p.contacts, key=lambda c: np.linalg.norm(np.asarray(c.position_mm) - p.target_positions_mm[0])).name,
+                               amplitude_ma=3.0, frequency_hz=130.0, pulse_width_us=60.0)
+    assert simulators.oracle_cost(p, good, obj, repeats=2) < base - 0.5
+    opt = simulators.oracle_optimum(p, obj, n_amplitude=3, frequencies=(20.0, 130.0), pulse_widths=(60.0,),
+                                    repeats=1, refine_steps=1)
+    assert opt["cost"] < opt["baseline_cost"]
+    s = Stimulus.from_dict(opt["stimulus"])
+    assert s.amplitude_ma < p.side_effect_threshold_ma(s.contact, s.pulse_width_us)
+    assert list(tmp_path.rglob("*.json"))
+    assert simulators.oracle_optimum(p, obj, n_amplitude=3, frequencies=(20.0, 130.0), pulse_widths=(60.0,),
+                                     repeats=1, refine_steps=1) == opt
