@@ -67,16 +67,19 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
+def _serve(argv: list[str]) -> int:
     from simulators.stream import main as serve_main
 
-    return int(serve_main(args.rest) or 0)
+    return int(serve_main(argv) or 0)
 
 
-def _cmd_play(args: argparse.Namespace) -> int:
+def _play(argv: list[str]) -> int:
     from simulators.playback import main as play_main
 
-    return int(play_main(args.rest) or 0)
+    return int(play_main(argv) or 0)
+
+
+_PASSTHROUGH: dict[str, Callable[[list[str]], int]] = {"serve": _serve, "play": _play}
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
@@ -154,13 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="key file to write (mode 0600)")
     s.set_defaults(func=_cmd_keygen)
 
-    for name, func, help_ in (
-        ("serve", _cmd_serve, "serve a synthetic patient as an LSL device (see `bfm-stim serve --help`)"),
-        ("play", _cmd_play, "serve a recording as a live LSL stream (see `bfm-stim play --help`)"),
-    ):
-        s = sub.add_parser(name, help=help_, add_help=False)
-        s.add_argument("rest", nargs=argparse.REMAINDER)
-        s.set_defaults(func=func)
+    # Listed for --help; `main` hands their arguments to the device modules' own parsers.
+    sub.add_parser("serve", help="serve a synthetic patient as an LSL device (see `bfm-stim serve --help`)")
+    sub.add_parser("play", help="serve a recording as a live LSL stream (see `bfm-stim play --help`)")
 
     s = sub.add_parser("pretrain", help="build the corpus and pretrain the foundation model "
                        "(data-parallel: torchrun --nproc-per-node N -m loops.pretrain CONFIG OUT)")
@@ -199,6 +198,19 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``bfm-stim``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `serve` and `play` own their options (so `bfm-stim serve --help` shows them).
+    cmd_at = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if cmd_at is not None and argv[cmd_at] in _PASSTHROUGH:
+        pre = build_parser().parse_args(argv[:cmd_at] + ["patients"])  # global flags only
+        _setup_logging(pre.verbose, pre.quiet)
+        try:
+            return int(_PASSTHROUGH[argv[cmd_at]](argv[cmd_at + 1:]) or 0)
+        except BfmStimError as e:
+            print(f"bfm-stim {argv[cmd_at]}: error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose, args.quiet)

@@ -36,8 +36,8 @@ def _run(patient, duration_s: float, stim: Stimulus | None) -> np.ndarray:
     return np.concatenate(out, axis=1)
 
 
-def _psd(x: np.ndarray, fs: float, skip_s: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    x = x[:, int(skip_s * fs):]
+def _psd(x: np.ndarray, fs: float, skip_s: float = 1.0, rows: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    x = x[rows if rows else slice(None), int(skip_s * fs):]
     f, p = welch(x, fs=fs, nperseg=int(fs), axis=-1)
     return f, p.mean(axis=0)
 
@@ -63,7 +63,8 @@ def run_demo(out: Path, *, seed: int | None = None, duration_s: float = 12.0) ->
     dur = space.param("duration_s").high
     yield f"patient bg-beta-v0 seed {seed}: {bg.n_channels} channels, contacts {[c.name for c in space.contacts]}"
 
-    f, p_off = _psd(_run(bg, duration_s, None), bg.fs)
+    lfp = [i for i, t in enumerate(bg.channel_types) if t == "dbs"]  # the lead's own LFP channels
+    f, p_off = _psd(_run(bg, duration_s, None), bg.fs, rows=lfp)
     beta_off = _band(f, p_off, 13, 30)
     results = {"patient": "bg-beta-v0", "seed": seed, "beta_power_off": beta_off, "contacts": {}}
     spectra = {"no stimulation": p_off}
@@ -71,7 +72,7 @@ def run_demo(out: Path, *, seed: int | None = None, duration_s: float = 12.0) ->
     for c in space.contacts:
         hfs = space.project_safe(Stimulus.electrical(contact=c.name, amplitude_ma=3.0, frequency_hz=130.0,
                                                      pulse_width_us=90.0, duration_s=dur))
-        f, p = _psd(_run(bg, duration_s, hfs), bg.fs)
+        f, p = _psd(_run(bg, duration_s, hfs), bg.fs, rows=lfp)
         ratio = _band(f, p, 13, 30) / beta_off
         results["contacts"][c.name] = {"stimulus": hfs.to_dict(), "beta_ratio": ratio}
         yield f"  130 Hz on {c.name}: beta power x{ratio:.2f} of no-stimulation"
@@ -80,7 +81,7 @@ def run_demo(out: Path, *, seed: int | None = None, duration_s: float = 12.0) ->
     hfs, ratio, p_best = best
     spectra[f"130 Hz on {hfs.contact} ({hfs.amplitude_ma:g} mA)"] = p_best
     lfs = hfs.with_(frequency_hz=15.0)
-    f, p_lfs = _psd(_run(bg, duration_s, space.project_safe(lfs)), bg.fs)
+    f, p_lfs = _psd(_run(bg, duration_s, space.project_safe(lfs)), bg.fs, rows=lfp)
     results["low_frequency_control"] = {"stimulus": lfs.to_dict(), "beta_ratio": _band(f, p_lfs, 13, 30) / beta_off}
     spectra[f"15 Hz on {hfs.contact} (control)"] = p_lfs
     yield f"  15 Hz control on {hfs.contact}: beta power x{results['low_frequency_control']['beta_ratio']:.2f}"
@@ -100,7 +101,7 @@ def run_demo(out: Path, *, seed: int | None = None, duration_s: float = 12.0) ->
     for label, p in spectra.items():
         axes[0].semilogy(f, p, label=label)
     axes[0].axvspan(13, 30, color="0.9", zorder=0)
-    axes[0].set(xlim=(1, 60), xlabel="frequency (Hz)", ylabel="PSD (µV²/Hz), channel mean",
+    axes[0].set(xlim=(1, 60), xlabel="frequency (Hz)", ylabel="PSD (µV²/Hz), mean of DBS-lead LFP channels",
                 title=f"bg-beta-v0 seed {seed}: parkinsonian beta (shaded) and DBS")
     axes[0].legend(fontsize=8)
     axes[1].semilogy(fc, pc_off, label="rest")
