@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from bfm_stim import __version__
-from bfm_stim.exceptions import BfmStimError
+from bfm_stim.exceptions import BfmStimError, ConfigError
 
 log = logging.getLogger("bfm_stim")
 
@@ -62,7 +62,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_keygen(args: argparse.Namespace) -> int:
     from bfm_stim.lsl.protocol import keygen
 
-    path = keygen(args.out)
+    target = args.out or args.file
+    if not target:
+        raise ConfigError("keygen: give the key file to write, e.g. `bfm-stim keygen session.key`")
+    path = keygen(target, overwrite=args.force)
     print(f"wrote session key {path} (mode 0600); give it to both the session and the device")
     return 0
 
@@ -154,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_simulate)
 
     s = sub.add_parser("keygen", help="write a per-session HMAC key for the stimulation command protocol")
-    s.add_argument("--out", required=True, help="key file to write (mode 0600)")
+    s.add_argument("file", nargs="?", help="key file to write (mode 0600)")
+    s.add_argument("--out", default=None, help="same as FILE")
+    s.add_argument("--force", action="store_true", help="replace an existing key file")
     s.set_defaults(func=_cmd_keygen)
 
     # Listed for --help; `main` hands their arguments to the device modules' own parsers.
