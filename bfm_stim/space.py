@@ -229,7 +229,7 @@ class Parameter:
         out = round(self.low + k * step, 9)
         if out > self.high:
             out = round(self.low + (k - 1) * step, 9)
-        return out
+        return min(max(out, self.low), self.high)  # rounding to 9 digits must not leave the bounds
 
     def to_unit(self, v: Any) -> float:
         """Map a value to [0, 1]."""
@@ -540,7 +540,10 @@ class StimulusSpace:
                 while a > p.low and not self.is_safe(replace(s, amplitude_ma=a)):
                     k -= 1
                     a = round(p.low + k * p.step, 9)
-            s = replace(s, amplitude_ma=max(a, 0.0))
+            a = min(max(a, p.low), p.high)
+            if not self.is_safe(replace(s, amplitude_ma=a)):
+                a = 0.0  # even the lowest amplitude of the space is unsafe here: deliver nothing
+            s = replace(s, amplitude_ma=a)
         return self.check(s)
 
     # --- conversions ---------------------------------------------------------------------------

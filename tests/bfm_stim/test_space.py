@@ -218,3 +218,18 @@ def test_shipped_space_config_loads():
     assert space.kind == "electrical" and space.dim == 4 and len(space.contacts) == 4
     s = space.from_unit([[0.5] * space.dim])[0]
     assert space.project_safe(s) == space.project_safe(space.project_safe(s))
+
+
+def test_snap_never_leaves_bounds():
+    from bfm_stim.space import Parameter
+
+    p = Parameter("pulse_width_us", "µs", 10.744443563, 400.0, step=1.0)
+    for v in (10.744443563, 10.7444435631, 399.99999, 400.0, 1e6, -5):
+        assert p.low <= p.snap(v) <= p.high
+
+
+def test_projection_when_lowest_amplitude_is_unsafe():
+    space = _space(amplitude_ma=(4.0, 5.0), pulse_width_us=(300, 450))
+    s = Stimulus.electrical(contact="c2", amplitude_ma=4.5, frequency_hz=130, pulse_width_us=450)
+    p = space.project_safe(s)
+    assert p.amplitude_ma == 0.0 and space.is_safe(p) and p.is_off

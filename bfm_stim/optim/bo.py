@@ -1,0 +1,269 @@
+"""``bo``: Bayesian optimization with BoTorch, safe by construction and aware of side effects.
+
+One iteration (an ``ask`` once ``n_init`` observations exist):
+
+1. Cost GP (:mod:`bfm_stim.optim.gp`) on the told stimuli in unit-cube coordinates, outcome
+   ``-cost`` (BoTorch maximizes), refitted only when observations changed, warm-started from the
+   last hyperparameters. With a ``prior_mean`` hook the GP models the residual
+   ``prior_mean(x) - cost`` and the acquisition adds ``-prior_mean(x)`` back (surrogate-guided BO).
+2. With ``constraint_aware=True`` and at least one side effect observed (severity >=
+   ``side_effect_threshold``), a second GP on the side-effect severity (trials where it was assessed)
+   makes the acquisition feasibility-weighted: qLogNEI with ``constraints=[severity - threshold]``.
+3. qLogNoisyExpectedImprovement, optimized over the *known safe set*: the acquisition is composed
+   with :class:`~bfm_stim.optim.safe_set.SafeBoxMap` and optimized over its box, so candidates are
+   inside the charge-density / Shannon / cap limits before any projection. The categorical contact
+   is handled as categorical: ``optimize_acqf_mixed`` over the feasible contacts. Batches (``q > 1``)
+   are built greedily with earlier picks and pending proposals as ``X_pending``.
+
+Determinism: each acquisition runs under ``torch.random.fork_rng`` seeded from
+``(seed, number of acquisitions so far)``, with a seeded QMC sampler, so a restored optimizer
+(same observations, same stored hyperparameters) proposes exactly what the original would have.
+The initial design is a scrambled Sobol sequence in the safe-set box.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from botorch.acquisition import AcquisitionFunction
+from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+from botorch.acquisition.objective import GenericMCObjective
+from botorch.exceptions.warnings import OptimizationWarning
+from botorch.models import ModelListGP
+from botorch.optim import optimize_acqf, optimize_acqf_mixed
+from botorch.sampling import SobolQMCNormalSampler
+
+from bfm_stim.exceptions import ValidationError
+from bfm_stim.optim import gp as _gp
+from bfm_stim.optim.base import Optimizer, OptimizerSettings, stimuli_unit
+from bfm_stim.optim.registry import register
+from bfm_stim.space import Stimulus, StimulusSpace
+
+__all__ = ["BOSettings", "BayesOpt"]
+
+PriorMean = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class BOSettings(OptimizerSettings):
+    """Settings of ``bo``.
+
+    Args:
+        seed: Seed of the Sobol design, the QMC sampler and the acquisition restarts.
+        n_init: Observations from the Sobol design before the GP takes over (>= 2).
+        num_restarts: Multistart L-BFGS-B restarts per contact in the acquisition optimization.
+        raw_samples: Raw (Sobol) samples per contact to pick the restarts from.
+        mc_samples: QMC samples of qLogNEI.
+        maxiter: L-BFGS-B iterations per restart.
+        constraint_aware: Model the side-effect severity and weight the acquisition by feasibility.
+        side_effect_threshold: A trial is infeasible when its severity >= this (``True`` = 1.0).
+        warm_start: Start each GP fit from the previous hyperparameters.
+        kernel: ``"product"`` (Matérn × categorical kernel, SingleTaskGP) or ``"mixed"``
+            (MixedSingleTaskGP) for spaces with a categorical contact/modality.
+    """
+
+    n_init: int = 8
+    num_restarts: int = 4
+    raw_samples: int = 128
+    mc_samples: int = 128
+    maxiter: int = 100
+    constraint_aware: bool = True
+    side_effect_threshold: float = 0.5
+    warm_start: bool = True
+    kernel: str = "product"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, lo in (("n_init", 2), ("num_restarts", 1), ("raw_samples", 1), ("mc_samples", 1), ("maxiter", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValidationError(name, v, f"an integer >= {lo}")
+        for name in ("constraint_aware", "warm_start"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValidationError(name, getattr(self, name), "true or false")
+        if self.kernel not in ("product", "mixed"):
+            raise ValidationError("kernel", self.kernel, "'product' or 'mixed'")
+        t = self.side_effect_threshold
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not (math.isfinite(t) and t > 0):
+            raise ValidationError("side_effect_threshold", t, "a finite severity > 0")
+
+
+class _ThroughMap(AcquisitionFunction):
+    """``acqf(fmap(Z))``: an acquisition function over the safe-set box coordinates ``Z``."""
+
+    def __init__(self, inner: AcquisitionFunction, fmap: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__(model=inner.model)
+        self.inner = inner
+        self.fmap = fmap
+
+    def forward(self, Z: torch.Tensor) -> torch.Tensor:
+        return self.inner(self.fmap(Z))
+
+
+@register("bo")
+class BayesOpt(Optimizer):
+    """BoTorch BO: (Mixed)SingleTaskGP + qLogNEI over the known safe set (see module docs).
+
+    Args:
+        space: The stimulus space.
+        settings: :class:`BOSettings`.
+        initial_design: Stimuli proposed first (they count toward ``n_init``).
+        prior_mean: Optional prior cost ``(n, dim)`` unit-cube points -> ``(n,)`` cost (e.g. a
+            surrogate's prediction); the GP then models the residual. Not serialized: pass it again
+            when loading.
+    """
+
+    Settings = BOSettings
+    settings: BOSettings
+
+    def __init__(self, space: StimulusSpace, settings: BOSettings | None = None, *,
+                 initial_design: Sequence[Stimulus] | None = None, prior_mean: PriorMean | None = None) -> None:
+        self.prior_mean = prior_mean
+        super().__init__(space, settings, initial_design=initial_design)
+
+    def _setup(self) -> None:
+        self._drawn = 0
+        self._engine: Any = None
+        self._n_acq = 0
+        self._hyper: dict[str, dict[str, torch.Tensor] | None] = {"cost": None, "side_effect": None}
+        self._hyper_n: dict[str, int] = {"cost": -1, "side_effect": -1}
+        self._cache: tuple[int, Any, Any, Any] | None = None
+        self.last_acq_seconds = float("nan")
+
+    # --- design ---------------------------------------------------------------------------------
+    def _sobol(self, n: int) -> torch.Tensor:
+        d = max(self.space.dim, 1)
+        if self._engine is None:
+            self._engine = torch.quasirandom.SobolEngine(d, scramble=True, seed=self.settings.seed)
+            if self._drawn:
+                self._engine.fast_forward(self._drawn)
+        Z = self._engine.draw(n, dtype=torch.float64)[:, : self.space.dim]
+        self._drawn += n
+        return self.safe_map(Z)
+
+    def _propose(self, n: int) -> tuple[torch.Tensor, list[Any]]:
+        n_obs = len(self._obs)
+        if n_obs < 2 or self.space.dim == 0:
+            n_sobol = n
+        else:
+            n_sobol = min(n, max(0, self.settings.n_init - n_obs - len(self._pending)))
+        parts, tags = [], []
+        if n_sobol:
+            parts.append(self._sobol(n_sobol))
+            tags += [{"sobol": True}] * n_sobol
+        if n - n_sobol:
+            pending = [self.space.to_unit(s).clamp(0, 1) for s, _ in self._pending]
+            X_pending = torch.cat(pending + parts) if pending or parts else None
+            parts.append(self._acquire(n - n_sobol, X_pending))
+            tags += [{"acq": self._n_acq}] * (n - n_sobol)
+        return torch.cat(parts), tags
+
+    # --- model ------------------------------------------------------------------------------------
+    def _fit(self, key: str, model: Any, n_obs: int) -> None:
+        hyper = self._hyper[key]
+        if hyper is not None and self._hyper_n[key] == n_obs and _gp.load_hyperparameters(model, hyper):
+            model.eval()  # same data as the stored fit: reuse it
+            return
+        if hyper is not None and self.settings.warm_start:
+            _gp.load_hyperparameters(model, hyper)
+        _gp.fit_gp(model)
+        self._hyper[key] = _gp.hyperparameters(model)
+        self._hyper_n[key] = n_obs
+
+    def _model(self) -> tuple[Any, Any, Any]:
+        n_obs = len(self._obs)
+        if self._cache is not None and self._cache[0] == n_obs:
+            return self._cache[1:]
+        X = stimuli_unit(self.space, [s for s, _, _ in self._obs])
+        cost = torch.tensor([[o.cost] for _, o, _ in self._obs], dtype=torch.float64)
+        prior = self._prior_f
+        y = -cost if prior is None else -cost - prior(X).unsqueeze(-1)
+        cat = sorted(self.space.categorical_dims)
+        cost_model = _gp.build_gp(X, y, cat, self.settings.kernel)
+        self._fit("cost", cost_model, n_obs)
+        model, constraints = cost_model, None
+        thr = self.settings.side_effect_threshold
+        sev = [(i, o.severity) for i, (_, o, _) in enumerate(self._obs) if o.severity is not None]
+        if self.settings.constraint_aware and any(v >= thr for _, v in sev):
+            idx = torch.tensor([i for i, _ in sev])
+            se_y = torch.tensor([[v] for _, v in sev], dtype=torch.float64)
+            se_model = _gp.build_gp(X[idx], se_y, cat, self.settings.kernel)
+            self._fit("side_effect", se_model, n_obs)
+            model = ModelListGP(cost_model, se_model)
+            constraints = [lambda Y: Y[..., 1] - thr]
+        objective = None
+        if prior is not None or constraints is not None:
+            def obj(Y: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+                f = Y[..., 0]
+                return f if prior is None else f + prior(X)
+            objective = GenericMCObjective(obj)
+        self._cache = (n_obs, model, objective, constraints)
+        return model, objective, constraints
+
+    @property
+    def _prior_f(self) -> PriorMean | None:
+        """``-prior_mean`` on ``(..., dim)`` points -> ``(...)``: the prior of the maximized objective."""
+        if self.prior_mean is None:
+            return None
+        pm = self.prior_mean
+        return lambda X: -pm(X.reshape(-1, X.shape[-1])).reshape(X.shape[:-1]).to(X)
+
+    # --- acquisition ----------------------------------------------------------------------------
+    def _acquire(self, q: int, X_pending: torch.Tensor | None) -> torch.Tensor:
+        import time
+
+        t0 = time.perf_counter()
+        seed = (self.settings.seed * 1_000_003 + self._n_acq) % (2**31 - 1)
+        self._n_acq += 1
+        with torch.random.fork_rng(), warnings.catch_warnings():
+            # L-BFGS-B may stop early at the safe-set map's kinks; the best restart is still used.
+            warnings.simplefilter("ignore", OptimizationWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            torch.manual_seed(seed)
+            model, objective, constraints = self._model()
+            X_base = stimuli_unit(self.space, [s for s, _, _ in self._obs])
+            acqf = qLogNoisyExpectedImprovement(
+                model, X_baseline=X_base, objective=objective, constraints=constraints,
+                sampler=SobolQMCNormalSampler(sample_shape=torch.Size([self.settings.mc_samples]), seed=seed),
+                prune_baseline=True, X_pending=X_pending)
+            wrapped = _ThroughMap(acqf, self.safe_map)
+            d = self.space.dim
+            bounds = torch.stack([torch.zeros(d), torch.ones(d)]).to(torch.float64)
+            kw = dict(acq_function=wrapped, bounds=bounds, q=1, num_restarts=self.settings.num_restarts,
+                      raw_samples=self.settings.raw_samples,
+                      options={"maxiter": self.settings.maxiter, "batch_limit": self.settings.num_restarts,
+                               "init_batch_limit": self.settings.raw_samples,
+                               "seed": seed},
+                      retry_on_optimization_warning=False)
+            c = self.safe_map.cat_dim
+            picks: list[torch.Tensor] = []
+            for _ in range(q):
+                done = [X_pending] if X_pending is not None else []
+                if picks:
+                    acqf.set_X_pending(torch.cat(done + picks))
+                if c is None:
+                    Z, _ = optimize_acqf(**kw)
+                elif len(self.safe_map.feasible) == 1:
+                    Z, _ = optimize_acqf(fixed_features={c: self.safe_map.choice_z()[0]}, **kw)
+                else:
+                    Z, _ = optimize_acqf_mixed(fixed_features_list=[{c: z} for z in self.safe_map.choice_z()], **kw)
+                picks.append(self.safe_map(Z.detach().reshape(1, d)))
+        self.last_acq_seconds = time.perf_counter() - t0
+        return torch.cat(picks)
+
+    # --- state ----------------------------------------------------------------------------------
+    def _impl_state(self) -> dict[str, Any]:
+        return {"drawn": self._drawn, "n_acq": self._n_acq, "hyper_n": dict(self._hyper_n),
+                "hyper": {k: _gp.hyper_to_state(v) for k, v in self._hyper.items()}}
+
+    def _load_impl_state(self, state: Mapping[str, Any]) -> None:
+        self._drawn = int(state["drawn"])
+        self._n_acq = int(state["n_acq"])
+        self._hyper_n = {k: int(v) for k, v in state["hyper_n"].items()}
+        self._hyper = {k: _gp.hyper_from_state(v) for k, v in state["hyper"].items()}
+        self._engine = None
+        self._cache = None
