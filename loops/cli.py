@@ -93,6 +93,28 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_adapt(args: argparse.Namespace) -> int:
+    from loops.adapt import main as adapt_main
+
+    result = adapt_main(args.recording, args.out, checkpoint=args.checkpoint, mode=args.mode)
+    print(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+def _cmd_optimize(args: argparse.Namespace) -> int:
+    from loops.offline import run_offline
+
+    result = run_offline(
+        patient=args.patient, seed=args.seed, target=args.target, optimizer=args.optimizer, budget=args.budget,
+        out=args.out, surrogate_only=args.surrogate_only, recording=args.recording, checkpoint=args.checkpoint,
+        config=args.config,
+    )
+    best = result.get("protocol", result.get("top", []))
+    print(json.dumps(best[:3] if isinstance(best, list) else best, indent=1, default=str))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "simulator":
         from simulators.bench import run_simulator_bench
@@ -175,14 +197,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_pretrain)
 
     for name, issue, help_ in (
-        ("adapt", "the foundation-model issue", "adapt the foundation model to a new patient"),
-        ("optimize", "the optimizers issue", "optimize a stimulation protocol offline"),
         ("session", "the closed-loop issue", "run a closed-loop session over LSL"),
         ("benchmark", "the benchmark issue", "cohorts x optimizers x seeds with reports"),
         ("report", "the benchmark issue", "render a benchmark report"),
     ):
         s = sub.add_parser(name, help=help_ + " (not available yet)")
         s.set_defaults(func=_not_yet(issue))
+
+    s = sub.add_parser("adapt", help="adapt the foundation model to a new patient from a recording")
+    s.add_argument("--recording", required=True, help="recording (FIF, EDF, BDF, BrainVision, XDF)")
+    s.add_argument("--out", required=True, help="adapted patient file to write (.pt)")
+    s.add_argument("--checkpoint", default=None, help="pretrained checkpoint (default: the shipped one)")
+    s.add_argument("--mode", choices=["zero_shot", "embedding", "full"], default="embedding",
+                   help="zero_shot: infer the patient embedding from rest; embedding: also tune read-in/out; "
+                        "full: fine-tune everything")
+    s.set_defaults(func=_cmd_adapt)
+
+    s = sub.add_parser("optimize", help="optimize a stimulation protocol offline (simulated patient or surrogate)")
+    s.add_argument("--patient", default="bg-beta-v0", help="synthetic patient id")
+    s.add_argument("--seed", type=int, default=7, help="patient seed")
+    s.add_argument("--target", default="healthy",
+                   help="healthy | recording:PATH[:TMIN:TMAX] | latent:FILE.npy | bandpower:LO-HI")
+    s.add_argument("--optimizer", default="guided", help="registered optimizer name (bo, guided, gradient, ...)")
+    s.add_argument("--budget", type=int, default=30, help="number of trials")
+    s.add_argument("--out", default="protocol.json", help="protocol JSON to write (a PNG is written beside it)")
+    s.add_argument("--surrogate-only", action="store_true", help="no trials: optimize against the adapted surrogate")
+    s.add_argument("--recording", default=None, help="with --surrogate-only: the patient's recording")
+    s.add_argument("--checkpoint", default=None, help="foundation-model checkpoint (default: the shipped one)")
+    s.add_argument("--config", default=None, help="TOML with optimizer settings (configs/optimizers.toml)")
+    s.set_defaults(func=_cmd_optimize)
 
     s = sub.add_parser("bench", help="benchmarks that write JSON figures")
     s.add_argument("what", choices=["simulator", "surrogate", "optimizers", "latency"])
