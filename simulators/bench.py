@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -21,9 +22,14 @@ def run_simulator_bench(n_patients: int = 64, n_channels: int = 32, duration_s: 
     server does. ``n_nodes=None`` keeps each patient's own column count (8–32, drawn from its
     seed); pass 32 for the worst case. Kernels are compiled (or loaded from numba's cache) before timing.
 
+    On a machine shared with other jobs the wall-clock factor depends on their load, so the CPU
+    time of the batched run (all threads of this process) and the load average are reported
+    too: ``realtime_factor_per_cpu_second`` × cores estimates the factor on dedicated cores.
+
     Returns:
         ``{"patients", "channels", "simulated_seconds", "wall_seconds", "realtime_factor",
-        "single_patient_realtime_factor"}`` plus detail keys.
+        "single_patient_realtime_factor"}`` plus detail keys (``cpu_seconds``,
+        ``realtime_factor_per_cpu_second``, ``loadavg_1min``, ``cpu_count``, ``numba_threads``).
     """
     kw = {"n_channels": n_channels}
     if n_nodes is not None and patient_id.startswith("cortex"):
@@ -35,13 +41,16 @@ def run_simulator_bench(n_patients: int = 64, n_channels: int = 32, duration_s: 
     batch.advance(100)  # warm (compile/cache load)
     block = max(1, int(round(block_ms * patients[0].fs / 1000.0)))
     n_total = int(duration_s * patients[0].fs)
+    load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
+    c0 = time.process_time()
     done = 0
     while done < n_total:
         m = min(1000, n_total - done)
         batch.advance(m)
         done += m
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     p = patients[0]
     p.reset()
     p.advance(block)
@@ -60,4 +69,15 @@ def run_simulator_bench(n_patients: int = 64, n_channels: int = 32, duration_s: 
     return {"patients": n_patients, "channels": n_channels, "simulated_seconds": sim, "wall_seconds": wall,
             "realtime_factor": sim / wall, "single_patient_realtime_factor": (done / p.fs) / single_wall,
             "patient_id": patient_id, "n_nodes": n_nodes, "block_ms": block_ms, "build_seconds": build_s,
-            "single_block_p99_ms": float(np.percentile(lat, 99) * 1000.0)}
+            "single_block_p99_ms": float(np.percentile(lat, 99) * 1000.0), "cpu_seconds": cpu,
+            "realtime_factor_per_cpu_second": sim / cpu, "loadavg_1min": max(load0, os.getloadavg()[0]),
+            "cpu_count": os.cpu_count(), "numba_threads": _numba_threads()}
+
+
+def _numba_threads() -> int | None:
+    try:
+        import numba
+
+        return int(numba.get_num_threads())
+    except ImportError:  # pragma: no cover
+        return None

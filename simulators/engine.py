@@ -1,9 +1,11 @@
 """The batched run loop shared by every model family.
 
-An :class:`Engine` advances ``B`` rows (patients × trials, same family) together: it fetches
-counter-based noise blocks, turns each row's stimulus program into per-sample pulses and drive,
-calls the family's dynamics kernel, then the observation kernel. Rows of different sizes (node or
-channel counts) are zero-padded, which leaves every row's result identical to running it alone.
+An :class:`Engine` advances ``B`` rows (patients × trials, same family) together: it turns each
+row's stimulus program into per-sample pulses and drive, calls the family's dynamics kernel, then
+the observation kernel. Both kernels draw their noise themselves from counter-based streams keyed
+by (family, stream, seed, trial) and indexed by the absolute sample (:mod:`simulators._rng`), so
+no noise array is generated or copied. Rows of different sizes (node or channel counts) are
+zero-padded, which leaves every row's result identical to running it alone.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from bfm_stim.exceptions import SimulatorError
-from simulators.observation import NOISE_BLOCK, noise_block, obs_block, pink_coefficients
+from simulators._rng import stream_key
+from simulators.observation import SEGMENT, obs_block, pink_coefficients
 from simulators.stimulation import StimProgram
 
 if TYPE_CHECKING:
@@ -66,33 +69,24 @@ class Engine:
         self.n_channels = [p.n_channels for p in patients]
         self.n_targets = max(p.n_targets for p in patients)
         self.line_w = np.array([2.0 * np.pi * p.line_noise_hz / self.fs for p in patients])
+        self.proc_key = np.array([stream_key(p.family, "process", p.seed, t) for p, t in zip(patients, self.trials)],
+                                 np.uint64)
+        self.obs_key = np.array([stream_key(p.family, "observation", p.seed, t) for p, t in zip(patients, self.trials)],
+                                np.uint64)
         self.t = 0
         self.programs: list[StimProgram | None] = [None] * len(patients)
-        self._block = -1
-        self._proc = self._obs = np.zeros(0, np.float32)
+        self._zeros: dict[tuple[int, ...], np.ndarray] = {}
 
     @property
     def batch_size(self) -> int:
         return len(self.patients)
 
-    def _block_noise(self, block: int) -> tuple[np.ndarray, np.ndarray]:
-        """Process (B, NOISE_BLOCK, *shape) and observation (B, NOISE_BLOCK, 2, C) noise of one block."""
-        if self._block != block:
-            procs, obss = [], []
-            for p, trial in zip(self.patients, self.trials):
-                procs.append(noise_block(p.family, "process", p.seed, trial, block, p.noise_shape))
-                obss.append(noise_block(p.family, "observation", p.seed, trial, block, (2, p.n_channels)))
-            if self.batch_size == 1:
-                self._proc, self._obs = procs[0][None], obss[0][None]
-            else:
-                self._proc, self._obs = pad_stack(procs), pad_stack(obss)
-            self._block = block
-        return self._proc, self._obs
-
-    def _segment_noise(self, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-        block, off = divmod(start, NOISE_BLOCK)
-        proc, obs = self._block_noise(block)
-        return proc[:, off:off + n], obs[:, off:off + n]
+    def _zero(self, *shape: int) -> np.ndarray:
+        """A cached zero array (read-only use) for rows without a stimulus program."""
+        z = self._zeros.get(shape)
+        if z is None:
+            z = self._zeros[shape] = np.zeros(shape)
+        return z
 
     def advance(self, n_samples: int, *, hidden: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """Advance every row by ``n_samples``.
@@ -112,15 +106,18 @@ class Engine:
         done = 0
         while done < n:
             start = self.t
-            m = min(n - done, NOISE_BLOCK - start % NOISE_BLOCK)
-            proc, obs = self._segment_noise(start, m)
-            pulses = np.zeros((B, m))
-            kicks = np.zeros((B, m, self.n_targets))
-            drive = np.zeros((B, m, self.n_targets))
-            art = np.zeros((B, self.lead.shape[1]))
-            for r, prog in enumerate(self.programs):
-                if prog is None or prog.end <= start or prog.onset >= start + m:
-                    continue
+            m = min(n - done, SEGMENT)
+            live = [(r, prog) for r, prog in enumerate(self.programs)
+                    if prog is not None and prog.end > start and prog.onset < start + m]
+            if live:
+                pulses = np.zeros((B, m))
+                kicks = np.zeros((B, m, self.n_targets))
+                drive = np.zeros((B, m, self.n_targets))
+                art = np.zeros((B, self.lead.shape[1]))
+            else:
+                pulses, art = self._zero(B, m), self._zero(B, self.lead.shape[1])
+                kicks = drive = self._zero(B, m, self.n_targets)
+            for r, prog in live:
                 pu, sq, act = prog.segment(start, m, self.fs)
                 kicks[r, :, :prog.kick.size] = pu[:, None] * prog.kick[None, :]
                 drive[r, :, :prog.drive.size] = sq[:, None] * prog.drive[None, :]
@@ -128,10 +125,11 @@ class Engine:
                 if prog.stimulus.kind == "electrical":
                     pulses[r] = pu
                     art[r, :prog.artifact.size] = prog.artifact
-            src = self.family.run_kernel(self.state, self.params, proc, kicks, drive, self.dt)
-            obs_block(src, self.nsrc, self.lead, self.obs["dc"], self.pink_state, self.pink_a, self.pink_g, obs, self.obs["pink_sd"],
-                      self.obs["white_sd"], self.obs["line_amp"], self.obs["line_phase"], self.line_w, start,
-                      pulses, art, self.art_state, float(np.exp(-self.dt / ARTIFACT_TAU_S)), out[:, :, done:done + m])
+            src = self.family.run_kernel(self.state, self.params, self.proc_key, start, kicks, drive, self.dt)
+            obs_block(src, self.nsrc, self.lead, self.obs["dc"], self.pink_state, self.pink_a, self.pink_g,
+                      self.obs_key, self.obs["pink_sd"], self.obs["white_sd"], self.obs["line_amp"],
+                      self.obs["line_phase"], self.line_w, start, pulses, art, self.art_state,
+                      float(np.exp(-self.dt / ARTIFACT_TAU_S)), out[:, :, done:done + m])
             if src_all is not None:
                 src_all[:, done:done + m] = src
             self.t += m

@@ -6,7 +6,8 @@ depends on the channel type (depth/DBS contacts see millimetres, ECoG about a ce
 EEG several centimetres: Buzsáki, Anastassiou & Koch 2012, Nat. Rev. Neurosci. 13:407–420).
 The 1/f background is a sum of first-order low-pass processes with log-spaced time constants
 and gains ∝ √τ, which has a ~1/f spectrum between their corner frequencies. All noise comes from
-counter-based blocks (see :func:`noise_block`), so it does not depend on how a run is chunked.
+counter-based generator inside the kernel (:mod:`simulators._rng`): each value is a function of
+the stream, the absolute sample index and the channel, so it does not depend on how a run is chunked.
 """
 
 from __future__ import annotations
@@ -16,22 +17,17 @@ import hashlib
 import numpy as np
 
 from simulators._jit import kernel_pair, prange
+from simulators._rng import normal_at, sample_seed
 
-__all__ = ["NOISE_BLOCK", "noise_block", "lead_field", "PINK_TAUS_S", "pink_coefficients", "obs_block"]
+__all__ = ["SEGMENT", "lead_field", "PINK_TAUS_S", "pink_coefficients", "obs_block"]
 
-NOISE_BLOCK = 1000  # samples per counter-based noise block
+SEGMENT = 1000  # most samples per kernel call (bounds temporary memory; results do not depend on it)
 PINK_TAUS_S = (0.002, 0.008, 0.032, 0.128, 0.512)
 SPACE_CONSTANT_MM = {"dbs": 2.5, "seeg": 3.0, "ecog": 10.0, "eeg": 35.0}
 
 
 def _tag(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "little")
-
-
-def noise_block(family: str, stream: str, seed: int, trial: int, block: int, shape: tuple[int, ...]) -> np.ndarray:
-    """Standard normal float32 noise (``NOISE_BLOCK``, *shape) for one block, from its counter alone."""
-    rng = np.random.default_rng([_tag(family), _tag(stream), int(seed), int(trial) % 2**63, int(block)])
-    return rng.standard_normal((NOISE_BLOCK, *shape), dtype=np.float32)
 
 
 def lead_field(source_pos_mm: np.ndarray, channel_pos_mm: np.ndarray, channel_types: list[str],
@@ -51,8 +47,8 @@ def pink_coefficients(fs: float) -> tuple[np.ndarray, np.ndarray]:
     return a, g / np.sqrt((g**2).sum())
 
 
-def _obs_block(src, nsrc, lead, dc, pink_state, pink_a, pink_g, noise, pink_sd, white_sd, line_amp, line_phase,
-              line_w, t0, pulses, art_gain, art_state, art_decay, out):
+def _obs_block(src, nsrc, lead, dc, pink_state, pink_a, pink_g, noise_key, pink_sd, white_sd, line_amp,
+               line_phase, line_w, t0, pulses, art_gain, art_state, art_decay, out):
     """Project sources to channels and add background, noise, line noise and artifact, in place.
 
     Args:
@@ -62,7 +58,8 @@ def _obs_block(src, nsrc, lead, dc, pink_state, pink_a, pink_g, noise, pink_sd, 
         dc: (B, C) float64 offset removing the sources' resting level (AC coupling), µV.
         pink_state: (B, C, P) float64 state of the 1/f filters (updated).
         pink_a, pink_g: (P,) poles and gains.
-        noise: (B, T, 2, C) float32 standard normals (1/f drive, white).
+        noise_key: (B,) uint64 observation-noise stream per row; channel ``c`` of sample ``k`` uses
+            normals ``2c`` (1/f drive) and ``2c + 1`` (white) of sample ``k`` (:mod:`simulators._rng`).
         pink_sd, white_sd, line_amp, line_phase: (B, C) µV, µV, µV, rad.
         line_w: (B,) angular line frequency per row, rad/sample.
         t0: absolute index of the first sample.
@@ -82,24 +79,59 @@ def _obs_block(src, nsrc, lead, dc, pink_state, pink_a, pink_g, noise, pink_sd, 
         for c in range(nc):
             lc[c] = line_amp[b, c] * np.cos(line_phase[b, c])
             ls[c] = line_amp[b, c] * np.sin(line_phase[b, c])
+        # lead field transposed (M, C): the projection runs over m for all channels at once
+        # (independent sums, SIMD across channels, each in the same m order)
+        lt = np.empty((nm, nc))
+        for c in range(nc):
+            for m in range(nm):
+                lt[m, c] = lead[b, c, m]
+        # channel-contiguous working copies (SIMD across channels); written back at the end
+        v = np.empty(nc)
+        xi = np.empty(nc)
+        wn = np.empty(nc)
+        pk = np.empty(nc)
+        ps = np.empty((npk, nc))
+        for c in range(nc):
+            for q in range(npk):
+                ps[q, c] = pink_state[b, c, q]
+        ast = art_state[b].copy()
+        ag = art_gain[b]
+        dcb = dc[b]
+        psd = pink_sd[b]
+        wsd = white_sd[b]
+        key = noise_key[b]
         for t in range(nt):
             ph = line_w[b] * (t0 + t)
             sp = np.sin(ph)
             cp = np.cos(ph)
+            seed = sample_seed(key, t0 + t)
             for c in range(nc):
-                v = dc[b, c]
-                for m in range(nm):
-                    v += lead[b, c, m] * src[b, t, m]
-                xi = noise[b, t, 0, c]
-                pk = 0.0
-                for q in range(npk):
-                    s = pink_a[q] * pink_state[b, c, q] + pink_s[q] * xi
-                    pink_state[b, c, q] = s
-                    pk += pink_g[q] * s
-                art_state[b, c] = art_state[b, c] * art_decay + art_gain[b, c] * pulses[b, t]
-                v += pink_sd[b, c] * pk + white_sd[b, c] * noise[b, t, 1, c] + art_state[b, c]
-                v += sp * lc[c] + cp * ls[c]
-                out[b, c, t] = v
+                xi[c] = normal_at(seed, 2 * c)
+                wn[c] = normal_at(seed, 2 * c + 1)
+            for c in range(nc):
+                v[c] = dcb[c]
+                pk[c] = 0.0
+            for m in range(nm):
+                sm = src[b, t, m]
+                for c in range(nc):
+                    v[c] += lt[m, c] * sm
+            for q in range(npk):
+                aq = pink_a[q]
+                sq = pink_s[q]
+                gq = pink_g[q]
+                for c in range(nc):
+                    s = aq * ps[q, c] + sq * xi[c]
+                    ps[q, c] = s
+                    pk[c] += gq * s
+            pu = pulses[b, t]
+            for c in range(nc):
+                ast[c] = ast[c] * art_decay + ag[c] * pu
+                out[b, c, t] = v[c] + psd[c] * pk[c] + wsd[c] * wn[c] + ast[c] + sp * lc[c] + cp * ls[c]
+        for c in range(nc):
+            art_state[b, c] = ast[c]
+            for q in range(npk):
+                pink_state[b, c, q] = ps[q, c]
+
 
 obs_block_serial, obs_block_parallel = kernel_pair(_obs_block, "obs_block")
 

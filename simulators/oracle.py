@@ -26,7 +26,7 @@ __all__ = ["band_power", "BandPowerObjective", "HealthyReferenceObjective", "ora
            "cache_dir", "ORACLE_VERSION"]
 
 _log = get_logger("simulators.oracle")
-ORACLE_VERSION = 1
+ORACLE_VERSION = 2  # 2: bg-beta HFS mechanism (informational lesion + synaptic depression); key has kernel params
 BANDS = {"delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0), "gamma": (30.0, 80.0)}
 
 
@@ -155,7 +155,8 @@ def oracle_optimum(patient: Patient, objective: Objective, *, n_amplitude: int =
     """
     key_src = json.dumps([ORACLE_VERSION, patient.id, patient.seed, patient.regime, patient.n_channels,
                           getattr(objective, "key", repr(objective)), n_amplitude, list(frequencies),
-                          list(pulse_widths), repeats, refine_steps, duration_s])
+                          list(pulse_widths), repeats, refine_steps, duration_s,
+                          {k: np.asarray(v).tolist() for k, v in sorted(patient.kernel_params.items())}])
     path = cache_dir() / "oracle" / (hashlib.sha256(key_src.encode()).hexdigest()[:24] + ".json")
     if use_cache and path.is_file():
         return json.loads(path.read_text())

@@ -142,7 +142,7 @@ class Patient(ABC):
     @property
     @abstractmethod
     def noise_shape(self) -> tuple[int, ...]:
-        """Shape of one sample of process noise."""
+        """Shape of one sample of process noise (its C-order flat index is the element counter)."""
 
     @abstractmethod
     def _targets(self, stim: Stimulus) -> tuple[np.ndarray, np.ndarray]:
@@ -150,9 +150,14 @@ class Patient(ABC):
 
     @staticmethod
     @abstractmethod
-    def run_kernel(state: dict[str, np.ndarray], params: dict[str, np.ndarray], noise: np.ndarray,
+    def run_kernel(state: dict[str, np.ndarray], params: dict[str, np.ndarray], noise_key: np.ndarray, t0: int,
                    kicks: np.ndarray, drive: np.ndarray, dt: float) -> np.ndarray:
-        """The physics: advance batched ``state`` in place over ``T`` samples; return (B, T, M) sources."""
+        """The physics: advance batched ``state`` in place over ``T = kicks.shape[1]`` samples.
+
+        Process noise is drawn inside the kernel from the (B,) uint64 ``noise_key`` streams at
+        absolute sample indices ``t0 .. t0 + T - 1`` (:mod:`simulators._rng`), ``noise_shape``
+        elements per sample in C order. Returns (B, T, M) sources.
+        """
 
     # --- declared metadata ---------------------------------------------------------------------------
     @property

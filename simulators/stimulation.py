@@ -80,7 +80,8 @@ class StimProgram:
         stimulus: The stimulus.
         onset: First sample of the train (absolute sample index).
         end: Sample after the last one of the train.
-        kick: (n_targets,) impulse input per pulse (pulses or spikes/s·s) per target.
+        kick: (n_targets,) per-pulse input per target, family-defined (input area in pulses, or the
+            recruited fraction that the family's kernel turns into input).
         drive: (n_targets,) rate added during flicker ON phases per target.
         artifact: (n_channels,) artifact per pulse on each channel, µV.
     """

@@ -13,7 +13,9 @@ Holgado 2010 §Results; Mallet et al. 2008); the healthy regime weakens them so 
 stable and beta is small. Strength–duration constants follow Holsheimer et al. (2000),
 "Identification of the target neuronal elements in electrical deep brain stimulation",
 Eur. J. Neurosci. 12:4573–4577 (chronaxies 30–200 µs), and current–distance relations of
-McIntyre et al. (2004), J. Neurophysiol. 91:1457–1469.
+McIntyre et al. (2004), J. Neurophysiol. 91:1457–1469. The stimulation mechanism (depressing
+afferent synapses, frequency-dependent informational lesion of the STN output) and its sources
+are described in :mod:`simulators.bg_beta.kernel`.
 """
 
 from __future__ import annotations
@@ -59,8 +61,14 @@ NOISE_C_HZ = 40.0      # s.d. of the cortical input noise, spikes/s per sample a
 NOISE_S_HZ = 8.0       # s.d. of the STN input noise, spikes/s per sample at 1 kHz
 
 # --- electrical stimulation of STN -------------------------------------------------------------
-TAU_STIM = 8.0e-3      # synaptic/membrane filter of the pulse-evoked input, s
-STIM_KICK = 0.7        # STN input (spikes/s · s) delivered per pulse to a fully recruited population
+TAU_STIM = 8.0e-3      # synaptic/membrane filter of the pulse-evoked afferent input, s
+STIM_KICK = 1.5        # STN input (spikes/s · s) per pulse to a fully recruited population, fresh synapses
+SYN_USE = 0.4          # fraction of afferent synaptic resources used per pulse (Tsodyks & Markram 1997)
+SYN_TAU_REC = 0.25     # recovery of afferent resources, s (Rosenbaum et al. 2014: depression at >= 100 Hz)
+T50_BLOCK = 1.0 / 75.0  # median post-pulse recovery time of STN neurons, s: half-block at 75 Hz
+BLOCK_SPREAD = 0.35    # log-normal spread of recovery times (block 0.8 at 100 Hz, 0.94 at 130 Hz)
+TAU_RATE = 50.0e-3     # time constant of the pulse-rate tracker that sets the blocked fraction, s
+S_TONIC = 15.0         # pulse-locked STN output through depressed efferent synapses, spikes/s
 RHEOBASE_MA = 0.35     # rheobase at 0 mm, mA
 CHRONAXIE_US = 75.0    # chronaxie of the therapeutic elements, µs (Holsheimer 2000)
 DISTANCE_K_MA_PER_MM2 = 0.08   # current–distance constant, mA/mm²

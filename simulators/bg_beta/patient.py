@@ -6,9 +6,11 @@ loop. In the parkinsonian regime the motor loop's STN–GPe and hyperdirect coup
 and it oscillates in beta (13–30 Hz); the healthy regime scales them down. The STN territories
 sit a few millimetres apart; a 4- or 8-contact DBS lead is placed with a patient-specific error
 around the motor STN. Pulses recruit each territory by strength–duration and current–distance
-(:mod:`simulators.stimulation`) and drive its STN through a synaptic filter: high-frequency
-trains at a contact near the motor STN with enough charge push STN out of its oscillatory
-regime (beta falls), low-frequency trains do not (and entrain near their rate).
+(:mod:`simulators.stimulation`). A pulse train acts on a territory's STN through depressing
+afferent synapses and, above ~75 Hz, as an informational lesion of the recruited STN neurons'
+output (kernel docstring, with sources): high-frequency trains at a contact near the motor STN
+with enough charge open the STN–GPe and cortical loops and beta falls, graded with the recruited
+fraction; 10–20 Hz trains do not suppress it (they may entrain it).
 
 Hidden constraint: the internal capsule runs lateral to STN; current spreading to it recruits
 corticobulbar/corticospinal fibres and the patient reports a side effect (muscle contraction,
@@ -25,7 +27,7 @@ import numpy as np
 from bfm_stim.exceptions import ValidationError
 from bfm_stim.space import Contact, Stimulus
 from simulators.bg_beta import params as P
-from simulators.bg_beta.kernel import HIST, N_PARAMS, bg_block
+from simulators.bg_beta.kernel import HIST, N_PARAMS, N_STATE, X_RES, bg_block
 from simulators.observation import _tag
 from simulators.patient import Patient
 from simulators.stimulation import recruitment, threshold_current_ma
@@ -60,7 +62,8 @@ class BGBeta(Patient):
         p = np.zeros(N_PARAMS)
         p[:] = [P.TAU_S * tau, P.TAU_G * tau, P.TAU_E, P.TAU_I, P.M_S, P.B_S, P.M_G, P.B_G, P.M_E, P.B_E, P.M_I,
                 P.B_I, P.C_IN * rng.uniform(0.95, 1.05), P.STR_IN, P.W_CC, P.NOISE_C_HZ * rng.uniform(0.8, 1.2),
-                P.NOISE_S_HZ, P.TAU_STIM, 0.1]
+                P.NOISE_S_HZ, P.TAU_STIM, 0.1, P.STIM_KICK, P.SYN_USE, P.SYN_TAU_REC, P.T50_BLOCK, P.BLOCK_SPREAD, P.TAU_RATE,
+                P.S_TONIC]
         scale = np.array(P.LOOP_SCALE) * rng.uniform(0.97, 1.08) if self.regime == "pathological" \
             else np.full(L, P.HEALTHY_SCALE) * rng.uniform(0.95, 1.05)
         w = np.zeros((6, L))
@@ -103,8 +106,9 @@ class BGBeta(Patient):
 
     def _default_state(self) -> dict[str, np.ndarray]:
         L = 3
-        x = np.zeros((5, L))
+        x = np.zeros((N_STATE, L))
         x[0], x[1], x[2], x[3] = P.B_S, P.B_G, P.B_E, P.B_I
+        x[X_RES] = 1.0
         hist = np.repeat(x[None, :4], HIST, axis=0)
         return {"x": x, "hist": hist, "pos": np.array(0, np.int64)}
 
@@ -120,13 +124,14 @@ class BGBeta(Patient):
         rh, ch = self._stn_k
         rho = recruitment(stim.amplitude_ma, stim.pulse_width_us, d, rheobase_ma=rh, chronaxie_us=ch,
                           distance_k_ma_per_mm2=P.DISTANCE_K_MA_PER_MM2, width=P.RECRUIT_WIDTH)
-        return P.STIM_KICK * rho, np.zeros(self.n_targets)
+        return rho, np.zeros(self.n_targets)
 
     @staticmethod
-    def run_kernel(state, params, noise, kicks, drive, dt):
-        B, T = noise.shape[:2]
+    def run_kernel(state, params, noise_key, t0, kicks, drive, dt):
+        B, T = kicks.shape[:2]
         src = np.empty((B, T, 3, state["x"].shape[2]))
-        bg_block(state["x"], state["hist"], state["pos"], params["p"], params["w"], params["d"], noise, kicks, dt, src)
+        bg_block(state["x"], state["hist"], state["pos"], params["p"], params["w"], params["d"], noise_key, t0, kicks,
+                 dt, src)
         return src.reshape(B, T, -1)
 
     # --- the hidden constraint ----------------------------------------------------------------------

@@ -18,14 +18,16 @@ import math
 import numpy as np
 
 from simulators._jit import kernel_pair, prange
+from simulators._rng import normal_at, sample_seed
+from simulators._vmath import vexp
 
 # Column parameters per row (params[b, k]):
 P_B, P_a, P_b, P_C, P_E0, P_V0, P_R, P_PSD, P_K, P_N = range(10)
 N_PARAMS = 10
 
 
-def _jr_block(state, params, gain_a, pmean, W, noise, drive, kicks, dt, src):
-    """Advance the batch by ``T = noise.shape[1]`` samples, in place.
+def _jr_block(state, params, gain_a, pmean, W, noise_key, t0, drive, kicks, dt, src):
+    """Advance the batch by ``T = kicks.shape[1]`` samples, in place.
 
     Args:
         state: (B, 6, N) float64 — y0..y5 per node (mV, mV/s); updated in place.
@@ -34,14 +36,16 @@ def _jr_block(state, params, gain_a, pmean, W, noise, drive, kicks, dt, src):
         gain_a: (B, N) float64 — excitatory gain ``A`` per node, mV.
         pmean: (B, N) float64 — mean extrinsic input per node, pulses/s.
         W: (B, N, N) float64 — coupling weights (row i receives from column j).
-        noise: (B, T, N) float64 — standard normal extrinsic noise.
+        noise_key: (B,) uint64 process-noise stream per row; node ``i`` of sample ``k`` uses
+            standard normal ``i`` of that sample (:mod:`simulators._rng`).
+        t0: absolute sample index of the first step (the noise counter).
         drive: (B, T, N) float64 — extra extrinsic input rate (flicker), pulses/s.
         kicks: (B, T, N) float64 — impulse input per sample (pulses, stimulation and clicks).
         dt: step, s.
         src: (B, T, N) float64 — output: the pyramidal membrane potential y1 - y2, mV.
     """
     nb = state.shape[0]
-    nt = noise.shape[1]
+    nt = kicks.shape[1]
     for b in prange(nb):
         n = int(params[b, P_N])
         y = state[b]
@@ -59,16 +63,38 @@ def _jr_block(state, params, gain_a, pmean, W, noise, drive, kicks, dt, src):
         Ea = math.exp(-a * dt)
         Eb = math.exp(-bb * dt)
         fire = np.empty(n)
-        for t in range(nt):
+        acc = np.empty(n)
+        # the three sigmoids of every node are evaluated together with a vectorisable exp
+        arg = np.empty(3 * n)
+        ex = np.empty(3 * n)
+        bits = np.empty(3 * n, np.int64)
+        # transposed copy: the coupling sums run over j for all i at once (independent chains,
+        # SIMD across i), each sum in the same j order
+        Wt = np.empty((n, n))
+        for i in range(n):
             for j in range(n):
-                fire[j] = 2.0 * e0 / (1.0 + math.exp(r * (v0 - (y[1, j] - y[2, j]))))
+                Wt[j, i] = Wb[i, j]
+        key = noise_key[b]
+        for t in range(nt):
+            seed = sample_seed(key, t0 + t)
+            for j in range(n):
+                arg[j] = r * (v0 - (y[1, j] - y[2, j]))
+                arg[n + j] = r * (v0 - C * y[0, j])
+                arg[2 * n + j] = r * (v0 - 0.25 * C * y[0, j])
+            vexp(arg, bits, ex)
+            for j in range(n):
+                fire[j] = 2.0 * e0 / (1.0 + ex[j])
             for i in range(n):
-                s = 0.0
-                for j in range(n):
-                    s += Wb[i, j] * fire[j]
-                p = pmean[b, i] + psd * noise[b, t, i] + drive[b, t, i] + K * s
-                s1 = 2.0 * e0 / (1.0 + math.exp(r * (v0 - C * y[0, i])))
-                s3 = 2.0 * e0 / (1.0 + math.exp(r * (v0 - 0.25 * C * y[0, i])))
+                acc[i] = 0.0
+            for j in range(n):
+                fj = fire[j]
+                for i in range(n):
+                    acc[i] += Wt[j, i] * fj
+            for i in range(n):
+                s = acc[i]
+                p = pmean[b, i] + psd * normal_at(seed, i) + drive[b, t, i] + K * s
+                s1 = 2.0 * e0 / (1.0 + ex[n + i])
+                s3 = 2.0 * e0 / (1.0 + ex[2 * n + i])
                 # y0: pyramidal output -> interneurons (gain A, rate a)
                 yp = A[i] * fire[i] / a
                 z = y[0, i] - yp

@@ -132,11 +132,11 @@ class CortexJR(Patient):
         return kick, drive
 
     @staticmethod
-    def run_kernel(state, params, noise, kicks, drive, dt):
-        B, T = noise.shape[:2]
+    def run_kernel(state, params, noise_key, t0, kicks, drive, dt):
+        B, T = kicks.shape[:2]
         src = np.empty((B, T, state["y"].shape[2]))
-        jr_block(state["y"], params["col"], params["gain_a"], params["pmean"], params["W"], noise, drive, kicks,
-                 dt, src)
+        jr_block(state["y"], params["col"], params["gain_a"], params["pmean"], params["W"], noise_key, t0, drive,
+                 kicks, dt, src)
         return src
 
     def ground_truth(self) -> dict:

@@ -60,7 +60,7 @@ def test_chunked_equals_whole_with_stimulation(pid):
     for n in sizes:
         parts.append(p.advance(n))
     p.start_stimulation(stim)
-    for n in [20, 1, 333, 999, 547]:  # crosses noise blocks at 1000 and 2000
+    for n in [20, 1, 333, 999, 547]:  # crosses kernel segments at 1000 and 2000
         parts.append(p.advance(n))
     assert np.array_equal(whole, np.concatenate(parts, axis=1))
 
