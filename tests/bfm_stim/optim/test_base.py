@@ -12,7 +12,7 @@ from bfm_stim.space import Stimulus
 
 
 def test_registry_names():
-    assert set(registry) == {"random", "sobol", "cmaes", "bo"}
+    assert set(registry) == {"random", "sobol", "cmaes", "bo", "gradient", "guided", "egreedy"}
 
 
 def test_outcome_validation():
@@ -52,7 +52,7 @@ def test_ask_rejects_bad_n(problem):
 
 def test_make_errors(problem):
     with pytest.raises(ConfigError, match="registered"):
-        make("gradient", problem.space)
+        make("no-such-optimizer", problem.space)
     with pytest.raises(ConfigError, match="unknown argument"):
         make("random", problem.space, n_init=3)
     with pytest.raises(ValidationError, match="n_init"):

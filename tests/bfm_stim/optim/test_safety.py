@@ -39,7 +39,7 @@ def spaces(draw):
 @given(space=spaces(), seed=st.integers(0, 1000), costs=st.lists(st.floats(-10, 10), min_size=0, max_size=10),
        side=st.lists(st.booleans(), min_size=10, max_size=10), batch=st.integers(1, 3))
 def test_never_unsafe(name, space, seed, costs, side, batch):
-    kw = dict(TINY_BO) if name == "bo" else {}
+    kw = dict(TINY_BO) if name in ("bo", "guided") else {}
     try:
         opt = make(name, space, seed=seed, **kw)
     except OptimizerError:
@@ -51,14 +51,14 @@ def test_never_unsafe(name, space, seed, costs, side, batch):
             assert space.is_safe(s), s
         if i < len(costs):
             opt.tell(stims, [c + j for j in range(batch)])
-            if name == "bo" and i >= 3:
+            if name in ("bo", "guided") and i >= 3:
                 break  # a few acquisition steps are enough; BO is the slow one
 
 
 def test_sensory_space_safe():
     space = StimulusSpace.sensory(frequency_hz=(1.0, 120.0), limits=SafetyLimits(block_photosensitive=True))
     for name in sorted(registry):
-        opt = make(name, space, seed=1, **(TINY_BO if name == "bo" else {}))
+        opt = make(name, space, seed=1, **(TINY_BO if name in ("bo", "guided") else {}))
         for k in range(4):
             stims = opt.ask(2)
             assert all(space.is_safe(s) for s in stims)

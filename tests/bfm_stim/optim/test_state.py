@@ -20,7 +20,7 @@ def _drive(opt, problem, rounds, batch):
 
 @pytest.mark.parametrize("name", sorted(registry))
 def test_restore_gives_identical_proposals(name, problem, tmp_path):
-    kw = FAST_BO if name == "bo" else {}
+    kw = FAST_BO if name in ("bo", "guided") else {}
     opt = make(name, problem.space, seed=7, **kw)
     _drive(opt, problem, rounds=3, batch=2)  # bo: past its 4-point Sobol design
     opt.ask(1)  # leave one pending (cmaes: mid-generation)

@@ -1,0 +1,346 @@
+"""Offline protocol optimization: a patient (simulated, or a recording's adapted surrogate), a target, trials.
+
+``bfm-stim optimize --patient bg-beta-v0 --seed 7 --target healthy --optimizer guided --budget 30 --out protocol.json``
+runs ``budget`` real trials on the simulated patient, each stimulus passing ``space.check`` before it is
+simulated; ``--surrogate-only --recording rec.fif`` optimizes against the patient's surrogate alone (no
+trials). Writes the protocol JSON (top safe stimuli with predicted and, where measured, observed cost and
+uncertainty; settings, patient, seed, objective, the full trial log) and a PNG beside it.
+
+Targets: ``healthy`` (the patient's own healthy-regime twin), ``recording:PATH[:TMIN:TMAX]`` (a segment,
+s), ``latent:PATH.npy`` (a latent vector), ``bandpower:LO-HI`` (minimize that band's power, Hz). With the
+foundation model the measured cost of a trial is the (whitened) squared distance between the encoder
+latents of the response and the target latent; without a checkpoint ``healthy`` falls back to the
+simulators' band-power distance to the healthy twin and ``bandpower`` to the simulators' band power.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from bfm_stim._logging import get_logger
+from bfm_stim.exceptions import ConfigError, ModelError, ValidationError
+from bfm_stim.objectives import BandPowerObjective as ForecastBandPower, LatentTarget
+from bfm_stim.optim import Outcome, SurrogateCost, make, registry, settings_from_dict
+from bfm_stim.space import Stimulus, StimulusSpace
+
+log = get_logger("loops.offline")
+REPO = Path(__file__).resolve().parents[1]
+SURROGATE_OPTIMIZERS = ("gradient", "guided", "egreedy")
+SETTLE_S = 0.25  # s of response discarded after onset (the oracle's convention)
+REST_S = 30.0
+
+
+def _resample(data: np.ndarray | torch.Tensor, fs_in: float, fs_out: float) -> np.ndarray:
+    from scipy.signal import resample_poly
+
+    x = np.asarray(data, dtype=np.float64)
+    if abs(fs_in - fs_out) < 1e-9:
+        return x.astype(np.float32)
+    from fractions import Fraction
+
+    fr = Fraction(fs_out / fs_in).limit_denominator(1000)
+    return resample_poly(x, fr.numerator, fr.denominator, axis=-1).astype(np.float32)
+
+
+def checkpoint_path(checkpoint: str | Path | None) -> Path | None:
+    """The checkpoint to use (given, or the shipped one); ``None`` when the shipped one is missing."""
+    if checkpoint is not None:
+        return Path(checkpoint)
+    from bfm_stim.surrogate import default_checkpoint
+
+    try:
+        return default_checkpoint()
+    except ModelError:
+        return None
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def patient_surrogate(patient: Any, checkpoint: Path, rest_s: float = REST_S) -> tuple[Any, np.ndarray]:
+    """The foundation model bound to a simulated patient (zero-shot embedding from its rest); and the rest, µV."""
+    from bfm_stim.model import load_checkpoint
+    from bfm_stim.surrogate import Surrogate
+
+    model, _ = load_checkpoint(checkpoint)
+    rest = _resample(patient.simulate(rest_s, None, trial=900_000).data, patient.fs, model.config.fs)
+    sur = Surrogate.from_checkpoint(checkpoint, positions=patient.channel_positions, rest=rest,
+                                    space=patient.stimulus_space())
+    return sur, rest
+
+
+@dataclass(frozen=True)
+class LatentObjective:
+    """Measured cost of a trial: the target's latent distance of the encoder latents of the response.
+
+    Called like the simulators' objectives: ``(patient, data (C, T) µV at patient.fs, stimulus) -> cost``.
+    """
+
+    surrogate: Any
+    target: LatentTarget
+    tag: str
+
+    @property
+    def key(self) -> str:
+        return f"latent:{self.tag}"
+
+    def __call__(self, patient: Any, data: torch.Tensor, stimulus: Stimulus | None) -> torch.Tensor:
+        x = _resample(np.asarray(data)[: patient.n_channels], patient.fs, self.surrogate.fs)
+        z = self.surrogate.latents(x)
+        return self.target(z[None]).reshape(()).double()
+
+
+@dataclass
+class Target:
+    """What a run optimizes: the measured objective, the surrogate-side objective and a description."""
+
+    spec: str
+    measured: Callable[[Any, torch.Tensor, Stimulus | None], torch.Tensor] | None
+    forecast: Callable[[Any], torch.Tensor] | None
+    description: str
+
+
+def make_target(spec: str, patient: Any, surrogate: Any | None, *, ckpt_tag: str = "") -> Target:
+    """Parse a target spec (see module docs) into measured and forecast objectives."""
+    import simulators
+
+    kind, _, arg = spec.partition(":")
+    if kind == "bandpower" or spec.startswith("bandpower"):
+        try:
+            lo, hi = (float(v) for v in arg.split("-"))
+        except ValueError:
+            raise ValidationError("target", spec, "bandpower:LO-HI in Hz, e.g. bandpower:13-30") from None
+        meas = simulators.BandPowerObjective(band=(lo, hi)) if patient is not None else None
+        fc = ForecastBandPower((lo, hi), surrogate.fs) if surrogate is not None else None
+        return Target(spec, meas, fc, f"minimize log band power {lo:g}-{hi:g} Hz")
+    if kind == "healthy":
+        if surrogate is None:
+            return Target(spec, simulators.HealthyReferenceObjective(), None,
+                          "band-power distance to the healthy twin (simulators.HealthyReferenceObjective)")
+        twin = patient.healthy_twin()
+        ref = _resample(twin.simulate(REST_S, None, trial=900_001).data, patient.fs, surrogate.fs)
+        tgt = LatentTarget.from_recording(surrogate, ref)
+    elif kind == "recording":
+        from bfm_stim.recording import Recording
+
+        parts = arg.split(":")
+        rec = Recording.read(parts[0])
+        if len(parts) == 3:
+            rec = rec.crop(float(parts[1]), float(parts[2]))
+        elif len(parts) != 1:
+            raise ValidationError("target", spec, "recording:PATH or recording:PATH:TMIN:TMAX (s)")
+        if surrogate is None:
+            raise ConfigError("a recording target needs the foundation model (pass --checkpoint)")
+        tgt = LatentTarget.from_recording(surrogate, rec)
+    elif kind == "latent":
+        if surrogate is None:
+            raise ConfigError("a latent target needs the foundation model (pass --checkpoint)")
+        tgt = LatentTarget.from_vector(np.load(arg))
+    else:
+        raise ValidationError("target", spec, "healthy | recording:PATH[:TMIN:TMAX] | latent:FILE.npy | bandpower:LO-HI")
+    return Target(spec, LatentObjective(surrogate, tgt, f"{spec}:{ckpt_tag}"), tgt,
+                  f"latent distance to {kind} target (BFM encoder)")
+
+
+def run_trial(patient: Any, stim: Stimulus, objective: Callable, trial: int) -> Outcome:
+    """Simulate one trial (settle + train) and measure its cost and side effect."""
+    from simulators.batch import simulate_batch
+
+    res = simulate_batch([patient], [stim], stim.duration_s + SETTLE_S, trials=[trial])
+    k0 = int(round(SETTLE_S * patient.fs))
+    cost = float(objective(patient, res.data[0, : patient.n_channels, k0:], stim))
+    sev, reported = patient.side_effect(stim, trial=trial)
+    return Outcome(cost, side_effect=float(sev), metadata={"trial": trial, "side_effect_reported": bool(reported)})
+
+
+def optimizer_settings(name: str, config: str | Path | None) -> dict[str, Any]:
+    """The ``[name]`` table of ``config`` (default ``configs/optimizers.toml``), or ``{}``."""
+    path = Path(config) if config is not None else REPO / "configs" / "optimizers.toml"
+    if name not in registry:
+        raise ConfigError(f"unknown optimizer {name!r}; registered: {sorted(registry)}")
+    if not path.is_file():
+        if config is not None:
+            raise ConfigError(f"optimizer settings file not found: {path}")
+        return {}
+    table = tomllib.loads(path.read_text()).get(name, {})
+    settings_from_dict(name, table)  # validate now, with the file's name in the error path
+    return dict(table)
+
+
+def predicted(cost: Any, space: StimulusSpace, stims: list[Stimulus]) -> list[tuple[float | None, float | None]]:
+    """Predicted (cost, std) of stimuli; ``(None, None)`` without a cost model."""
+    if cost is None or not stims:
+        return [(None, None)] * len(stims)
+    with torch.no_grad():
+        m, s = cost.predict(space.to_features(stims, dtype=torch.float64))
+    return list(zip(m.tolist(), s.tolist()))
+
+
+def run_offline(patient: str = "bg-beta-v0", seed: int = 7, target: str = "healthy", optimizer: str = "guided",
+                budget: int = 30, out: str | Path = "protocol.json", *, surrogate_only: bool = False,
+                recording: str | Path | None = None, checkpoint: str | Path | None = None,
+                config: str | Path | None = None, top: int = 5, progress: bool = True) -> dict[str, Any]:
+    """Optimize a stimulation protocol; write ``out`` (JSON) and ``out`` with ``.png``.
+
+    Args:
+        patient: Simulated patient id (``simulators.make``).
+        seed: Patient seed; also the optimizer's seed.
+        target: ``healthy`` | ``recording:PATH[:TMIN:TMAX]`` | ``latent:FILE.npy`` | ``bandpower:LO-HI``.
+        optimizer: Registered optimizer name.
+        budget: Number of trials (real, or surrogate-only virtual trials), >= 1.
+        out: Protocol JSON path.
+        surrogate_only: No trials: optimize against the surrogate of ``recording``.
+        recording: With ``surrogate_only``: the patient's recording (its stimulation-off start is the context).
+        checkpoint: BFM checkpoint or ``bfm-stim adapt`` patient file (default: the shipped checkpoint).
+        config: TOML with a table per optimizer (default ``configs/optimizers.toml``); with
+            ``surrogate_only`` a ``[space]`` table too (default ``configs/space-dbs.toml``).
+        top: Number of protocols reported.
+        progress: Show a progress bar over trials.
+
+    Returns:
+        The protocol dict written to ``out`` (``top``, ``trials``, ``settings`` ...).
+    """
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ValidationError("budget", budget, "an integer >= 1 (trials)")
+    table = optimizer_settings(optimizer, config)
+    table["seed"] = int(seed)
+    ckpt = checkpoint_path(checkpoint)
+    if surrogate_only:
+        p, space, sur, context = None, *_recorded_patient(recording, ckpt, config)
+    else:
+        import simulators
+
+        p = simulators.make(patient, seed=seed)
+        space = p.stimulus_space()
+        sur, context = patient_surrogate(p, ckpt) if ckpt is not None and ckpt.is_file() else (None, None)
+        if sur is None:
+            log.warning("no foundation-model checkpoint (%s): running without a surrogate", ckpt)
+    tgt = make_target(target, p, sur, ckpt_tag=file_digest(ckpt) if sur is not None else "")
+    cost = SurrogateCost(sur, context[:, -sur.cfg.max_patches * sur.cfg.patch_len:], tgt.forecast, seed=seed) \
+        if sur is not None and tgt.forecast is not None else None
+    if surrogate_only and cost is None:
+        raise ConfigError("--surrogate-only needs the foundation model and a target it can score")
+    hooks = {"cost_model": cost} if optimizer in SURROGATE_OPTIMIZERS else {}
+    opt = make(optimizer, space, settings=table, **hooks)
+    trials: list[dict[str, Any]] = []
+    from tqdm.auto import tqdm
+
+    for i in tqdm(range(budget), desc=f"{optimizer} trials", disable=not progress):
+        stim = space.check(opt.ask(1)[0])  # the loop checks too, before anything is delivered
+        if surrogate_only:
+            (m, sd), = predicted(cost, space, [stim])
+            outcome = Outcome(m, metadata={"trial": i, "virtual": True})
+        else:
+            outcome = run_trial(p, stim, tgt.measured, trial=i)
+        opt.tell([stim], [outcome])
+        (m, sd), = predicted(cost, space, [stim])
+        trials.append({"trial": i, "stimulus": stim.to_dict(), "cost": outcome.cost,
+                       "side_effect": outcome.side_effect, "predicted_cost": m, "predicted_std": sd,
+                       "measured": not surrogate_only})
+    result = {
+        "patient": None if surrogate_only else patient, "seed": seed, "recording": str(recording) if recording else None,
+        "target": target, "objective": tgt.description, "optimizer": optimizer, "settings": opt.settings.to_dict(),
+        "budget": budget, "surrogate": str(ckpt) if sur is not None else None, "surrogate_only": surrogate_only,
+        "space": space.to_dict(), "top": _top(opt, cost, space, trials, top, surrogate_only), "trials": trials,
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=float))
+    result["figure"] = str(plot_protocol(result, out.with_suffix(".png")))
+    out.write_text(json.dumps(result, indent=1, default=float))
+    return result
+
+
+def _recorded_patient(recording: str | Path | None, ckpt: Path | None, config: str | Path | None):
+    """Space, surrogate and context of a recorded patient (surrogate-only mode)."""
+    from bfm_stim.model.checkpoint import load_patient
+    from bfm_stim.recording import Recording
+    from bfm_stim.surrogate import Surrogate
+
+    if recording is None:
+        raise ConfigError("--surrogate-only needs --recording PATH (the patient's recording)")
+    if ckpt is None or not ckpt.is_file():
+        raise ConfigError(f"--surrogate-only needs a foundation-model checkpoint; not found: {ckpt}")
+    cfg = Path(config) if config is not None else None
+    data = tomllib.loads(cfg.read_text()) if cfg is not None and cfg.is_file() else {}
+    space = StimulusSpace.from_dict(data["space"]) if "space" in data else \
+        StimulusSpace.from_toml(REPO / "configs" / "space-dbs.toml")
+    rec = Recording.read(recording)
+    try:
+        load_patient(ckpt)
+        sur = Surrogate.from_patient_file(ckpt, space=space)
+        if sur.ch_names:
+            rec = rec.pick(sur.ch_names)
+    except Exception:  # noqa: BLE001 - not a patient file: a pretrained checkpoint, zero-shot embedding
+        from bfm_stim.model import load_checkpoint
+
+        fs = load_checkpoint(ckpt)[0].config.fs
+        rec = rec.pick([n for n, t in zip(rec.ch_names, rec.ch_types) if t != "stim"])
+        rest = _resample(rec.data, rec.fs, fs)
+        sur = Surrogate.from_checkpoint(ckpt, positions=np.nan_to_num(rec.positions), rest=rest, space=space)
+    return space, sur, _resample(rec.data, rec.fs, sur.fs)
+
+
+def _top(opt: Any, cost: Any, space: StimulusSpace, trials: list[dict], n: int, surrogate_only: bool) -> list[dict]:
+    """Best measured trials (no side effect) then the surrogate's best unmeasured candidates."""
+    out: list[dict] = []
+    if not surrogate_only:
+        ok = sorted((t for t in trials if (t["side_effect"] or 0.0) < 0.5), key=lambda t: t["cost"])
+        seen = set()
+        for t in ok:
+            key = json.dumps(t["stimulus"], sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                out.append({"stimulus": t["stimulus"], "observed_cost": t["cost"], "predicted_cost": t["predicted_cost"],
+                            "predicted_std": t["predicted_std"], "measured": True, "trial": t["trial"]})
+            if len(out) == n:
+                break
+    if cost is not None:
+        from bfm_stim.optim.gradient import rank_candidates, surrogate_search
+
+        st = opt.settings
+        U = surrogate_search(cost, space, seed=int(st.seed), n_starts=getattr(st, "n_starts", 6),
+                             steps=getattr(st, "steps", 60), lr=getattr(st, "lr", 0.05))
+        for s, m, sd in rank_candidates(cost, space, U, n):
+            out.append({"stimulus": space.check(s).to_dict(), "observed_cost": None, "predicted_cost": m,
+                        "predicted_std": sd, "measured": False})
+    return out
+
+
+def plot_protocol(result: dict, path: Path) -> Path:
+    """Cost per trial with best-so-far, and amplitude vs frequency coloured by cost, per contact."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trials = result["trials"]
+    cost = np.array([t["cost"] for t in trials])
+    contacts = sorted({t["stimulus"].get("contact") or t["stimulus"].get("modality") or "-" for t in trials})
+    fig, axes = plt.subplots(1, 1 + len(contacts), figsize=(4 * (1 + len(contacts)), 3.5), squeeze=False)
+    ax = axes[0, 0]
+    ax.plot(np.arange(1, len(cost) + 1), cost, "o", ms=3, label="trial")
+    ax.plot(np.arange(1, len(cost) + 1), np.minimum.accumulate(cost), "-", label="best so far")
+    ax.set(xlabel="trial", ylabel="cost", title=f"{result['optimizer']} - {result['target']}")
+    ax.legend(fontsize=7)
+    vmin, vmax = float(cost.min()), float(cost.max())
+    for ax, c in zip(axes[0, 1:], contacts):
+        sel = [t for t in trials if (t["stimulus"].get("contact") or t["stimulus"].get("modality") or "-") == c]
+        x = [t["stimulus"].get("frequency_hz", 0.0) for t in sel]
+        y = [t["stimulus"].get("amplitude_ma", t["stimulus"].get("level", 0.0)) for t in sel]
+        sc = ax.scatter(x, y, c=[t["cost"] for t in sel], vmin=vmin, vmax=vmax, cmap="viridis", s=18)
+        ax.set(xscale="log", xlabel="frequency (Hz)", ylabel="amplitude (mA)", title=str(c))
+    fig.colorbar(sc if contacts else None, ax=axes[0, -1]) if contacts else None
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
