@@ -180,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--source-id")
     p.add_argument("--stream", help="XDF stream name or index")
     p.add_argument("--space", help="stimulus space TOML (default: one 0.06 cm² contact c0)")
+    p.add_argument("--twin", metavar="CHECKPOINT",
+                   help="add the foundation model's predicted response to each applied stimulus (a pretrained "
+                        "checkpoint, adapted zero-shot to the recording, or a `bfm-stim adapt` patient file)")
     p.add_argument("--twin-demo", action="store_true", help="add a damped-oscillation response on stimulation")
     p.add_argument("--counter", action="store_true")
     p.add_argument("--lsl-scope", choices=SCOPES, default="machine")
@@ -189,7 +192,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure(a.lsl_scope)
     space = StimulusSpace.from_toml(a.space) if a.space else None
     twin = None
-    if a.twin_demo:
+    if a.twin:
+        from bfm_stim.recording import Recording
+        from simulators.twin import load_twin
+
+        twin = load_twin(a.twin, Recording.read(a.file), space or default_space())
+    elif a.twin_demo:
         from bfm_stim.recording import Recording
 
         rec = Recording.read(a.file)
