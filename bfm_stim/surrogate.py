@@ -23,7 +23,17 @@ from bfm_stim.model.bfm import BrainFoundationModel
 from bfm_stim.model.checkpoint import load_checkpoint
 from bfm_stim.space import Stimulus, StimulusSpace
 
-__all__ = ["Forecast", "Surrogate"]
+__all__ = ["Forecast", "Surrogate", "default_checkpoint"]
+
+
+def default_checkpoint() -> Path:
+    """Path of the checkpoint shipped with the package (``bfm_stim/checkpoints/default/model.pt``)."""
+    from importlib.resources import files
+
+    path = Path(str(files("bfm_stim") / "checkpoints" / "default" / "model.pt"))
+    if not path.is_file():
+        raise ModelError(f"the shipped checkpoint is missing at {path}; reinstall bfm-stim or pass a path")
+    return path
 
 
 def _z_quantile(level: float) -> float:
@@ -86,20 +96,40 @@ class Surrogate:
         self.space = space
         self.horizon = int(horizon_patches or self.cfg.horizon_patches)
         self.signal_scale, self.latent_scale = float(signal_scale), float(latent_scale)
+        self.ch_names: list[str] = []
         with torch.no_grad():
             self._chan_emb = model.chan_embed(pos[None])
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *, positions: Tensor | np.ndarray, rest: Tensor | np.ndarray,
-                        space: StimulusSpace | None = None) -> "Surrogate":
-        """Load a checkpoint and infer the patient embedding from stimulation-off ``rest`` (C, T) µV."""
+    def from_checkpoint(cls, path: str | Path | None = None, *, positions: Tensor | np.ndarray,
+                        rest: Tensor | np.ndarray, space: StimulusSpace | None = None) -> "Surrogate":
+        """Load a checkpoint (default: the shipped one) and infer the patient embedding zero-shot.
+
+        Args:
+            path: checkpoint file; None loads :func:`default_checkpoint` (shipped with the package).
+            positions: (C, 3) electrode positions, m.
+            rest: (C, T) stimulation-off signal, µV at the model rate (about 30 s).
+            space: stimulus space for :class:`Stimulus` candidates.
+        """
         from bfm_stim.model.adapt import infer_embedding
 
-        model, info = load_checkpoint(path)
+        model, info = load_checkpoint(default_checkpoint() if path is None else path)
         cal = info["extra"].get("calibration", {})
         e = infer_embedding(model, rest, positions)
         return cls(model, positions=positions, patient=e, space=space,
                    signal_scale=cal.get("signal_scale", 1.0), latent_scale=cal.get("latent_scale", 1.0))
+
+    @classmethod
+    def from_patient_file(cls, path: str | Path, *, space: StimulusSpace | None = None) -> "Surrogate":
+        """Load a patient file written by ``bfm-stim adapt`` (``weights_only=True``)."""
+        from bfm_stim.model.checkpoint import load_patient
+
+        model, info = load_patient(path)
+        cal = info["meta"].get("calibration", {})
+        sur = cls(model, positions=info["positions"], patient=info["embedding"], space=space,
+                  signal_scale=cal.get("signal_scale", 1.0), latent_scale=cal.get("latent_scale", 1.0))
+        sur.ch_names = list(info["meta"].get("ch_names", []))
+        return sur
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -112,7 +142,7 @@ class Surrogate:
         if x.dim() != 2 or x.shape[0] != self.positions.shape[0]:
             raise ValidationError("context", tuple(x.shape), f"shape (C={self.positions.shape[0]}, T) in µV at {self.fs} Hz")
         L = self.cfg.patch_len
-        p = min(x.shape[1] // L, self.cfg.max_patches)
+        p = min(x.shape[1] // L, max(2, self.cfg.max_patches - self.cfg.horizon_patches))  # as in training
         if p < 2:
             raise ValidationError("context", tuple(x.shape), f"at least {2 * L} samples ({2 * L / self.fs:.2f} s)")
         return x[:, x.shape[1] - p * L:]
@@ -172,21 +202,18 @@ class Surrogate:
         return Forecast(cat[0], cat[1], cat[2], cat[3], self.fs)
 
     def _rollout(self, z0: Tensor, s: Tensor, mean: Tensor, std: Tensor, signal: bool):
+        # The ensemble runs in latent space only; the signal is read out once, from the ensemble
+        # mean (K times cheaper than decoding every head). Its predictive variance is the read-out's
+        # noise variance, rescaled by the conformal factor fitted in :meth:`calibrate`.
         n = len(s)
-        e = self.patient[None].expand(n, -1)
-        zk = self.model.rollout(z0[None].expand(n, -1), s, e)  # (K, N, H, D)
-        k = zk.shape[0]
+        zk = self.model.rollout(z0[None].expand(n, -1), s, self.patient[None].expand(n, -1))  # (K, N, H, D)
         z = zk.mean(0)
-        z_std = (((zk - z) ** 2).mean(0) + 1e-8).sqrt() * self.latent_scale
+        z_std = (zk.var(0, unbiased=False) + 1e-8).sqrt() * self.latent_scale
         if not signal:
             return z, z_std, None, None
-        mu, lv = self.model.read_out(zk.reshape(k * n, self.horizon, -1), e.repeat(k, 1), self._chan_emb)
-        mu = mu.view(k, n, *mu.shape[1:])
-        noise = lv.exp().view(k, n, *lv.shape[1:]).mean(0).repeat_interleave(self.cfg.patch_len, -1)
-        mu_bar = mu.mean(0)
-        var = noise + ((mu - mu_bar) ** 2).mean(0)
-        sig = mu_bar * std + mean
-        sig_std = var.sqrt() * std * self.signal_scale
+        mu, lv = self.model.read_out(z, self.patient[None], self._chan_emb)
+        sig = mu * std + mean
+        sig_std = (0.5 * lv).exp().repeat_interleave(self.cfg.patch_len, -1) * (std * self.signal_scale)
         return z, z_std, sig, sig_std
 
     # ------------------------------------------------------------------ calibration
@@ -228,9 +255,10 @@ class Surrogate:
 
     @torch.no_grad()
     def latents(self, data: Tensor | np.ndarray) -> Tensor:
-        """Encoder latents (P, d_latent) of stimulation-off data (C, T) µV, in windows of the receptive field."""
+        """Encoder latents (P, d_latent) of stimulation-off data (C, T) µV, in consecutive context windows."""
         x = torch.as_tensor(np.asarray(data), dtype=torch.float32)
-        L, w = self.cfg.patch_len, self.cfg.max_patches * self.cfg.patch_len
+        L = self.cfg.patch_len
+        w = max(2, self.cfg.max_patches - self.cfg.horizon_patches) * L  # the context length encode() uses
         out = []
         for start in range(0, max(x.shape[1] - 2 * L, 1), w):
             seg = x[:, start:start + w]

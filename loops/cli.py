@@ -133,9 +133,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         _write_json(args.json, run_optimizer_bench(quick=args.quick))
         return 0
     if args.what == "surrogate":
-        from loops.bench_surrogate import run_surrogate_bench
+        from loops.bench_surrogate import main as surrogate_bench
 
-        _write_json(args.json, run_surrogate_bench(quick=args.quick))
+        res = surrogate_bench(args.json or "bench/surrogate.json", quick=args.quick, progress=not args.quiet)
+        print(json.dumps(res, indent=2, sort_keys=True, default=str))
         return 0
     raise AssertionError(args.what)  # argparse restricts the choices
 

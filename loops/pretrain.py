@@ -56,6 +56,7 @@ class TrainConfig:
         seed: random seed (model init, data stream).
         threads: torch intra-op threads (0: leave torch's default).
         shards_in_memory: corpus shards mixed at a time per rank.
+        max_channels: random channel subset per training window (0: all channels).
     """
 
     steps: int = 200
@@ -69,12 +70,15 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0
     shards_in_memory: int = 2
+    max_channels: int = 0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "ctx_patches", "checkpoint_every", "shards_in_memory"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ValidationError(f"train.{name}", v, "a positive integer")
+        if not isinstance(self.max_channels, int) or self.max_channels < 0:
+            raise ValidationError("train.max_channels", self.max_channels, "an integer >= 0 (0: all channels)")
         if not (self.lr > 0) or self.weight_decay < 0 or self.grad_clip <= 0 or self.warmup < 0 or self.threads < 0:
             raise ConfigError(f"train: need lr > 0, weight_decay >= 0, grad_clip > 0, warmup >= 0, threads >= 0; "
                               f"got {self.lr=}, {self.weight_decay=}, {self.grad_clip=}, {self.warmup=}, {self.threads=}")
@@ -133,7 +137,9 @@ def load_config(path: str | Path) -> PretrainConfig:
 def build_corpus(cfg: PretrainConfig, corpus_dir: Path, *, progress: bool = True) -> Path:
     """Generate (or reuse, when the stored config matches) the sharded corpus; returns its manifest."""
     from dataclasses import asdict
-    info = {"fs": cfg.model.fs, "feature_names": list(FEATURE_NAMES), "corpus_config": asdict(cfg.corpus)}
+    # JSON round trip so tuples compare equal to the lists read back from the manifest
+    info = json.loads(json.dumps({"fs": cfg.model.fs, "feature_names": list(FEATURE_NAMES),
+                                  "corpus_config": asdict(cfg.corpus)}))
     try:
         m = load_manifest(corpus_dir)
         if m.get("corpus_config") == info["corpus_config"] and m.get("fs") == cfg.model.fs \
@@ -175,7 +181,8 @@ def _dist_setup() -> tuple[int, int, torch.device]:
         import torch.distributed as dist
         if not dist.is_initialized():
             backend = "nccl" if torch.cuda.is_available() else "gloo"
-            dist.init_process_group(backend)
+            from datetime import timedelta
+            dist.init_process_group(backend, timeout=timedelta(seconds=120))
         if torch.cuda.is_available():
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(dev)
@@ -229,7 +236,7 @@ def main(config_path: str | Path, out_dir: str | Path, *, resume: bool = False, 
     stream = iter(CorpusStream(corpus_dir, batch_size=t.batch_size, n_ctx=t.ctx_patches,
                                n_hor=cfg.model.horizon_patches, patch_len=cfg.model.patch_len,
                                seed=t.seed + 7919 * start, rank=rank, world=world,
-                               shards_in_memory=t.shards_in_memory))
+                               shards_in_memory=t.shards_in_memory, max_channels=t.max_channels))
     gen = torch.Generator(device=dev).manual_seed(t.seed * 1000 + rank + 31 * start)
     from tqdm import tqdm
     bar = tqdm(total=t.steps, initial=start, desc=f"pretrain (x{world})", unit="step",

@@ -105,11 +105,17 @@ def _simulated(cfg: CorpusConfig, fs: float) -> Iterator[PatientSeries]:
     import simulators
 
     fams = list(cfg.families) or [pid for pid, _ in simulators.list_patients()]
-    seeds = simulators.cohort("pretrain", cfg.n_patients)
+    seeds = iter(simulators.cohort("pretrain", 4 * cfg.n_patients))
     rng = np.random.default_rng(cfg.seed)
-    for i, seed in enumerate(seeds):
+    for i in range(cfg.n_patients):
         fam = fams[i % len(fams)]
-        p = simulators.make(fam, seed=int(seed))
+        while True:  # a seed the simulator cannot build is skipped (and logged), not fatal
+            seed = next(seeds)
+            try:
+                p = simulators.make(fam, seed=int(seed))
+                break
+            except Exception as err:  # noqa: BLE001 - third-party physics: any failure means "skip"
+                log.warning("skipping %s seed %d: %s", fam, seed, err)
         p.reset()
         space = p.stimulus_space()
         contacts = {c.name: c for c in space.contacts}

@@ -79,7 +79,8 @@ class AdaptResult:
 
 def adapt(model: BrainFoundationModel, series: PatientSeries | list[PatientSeries], *, mode: str = "embedding",
           steps: int = 100, lr: float = 3e-3, batch_size: int = 16, n_ctx: int | None = None,
-          loss: LossConfig | None = None, seed: int = 0) -> AdaptResult:
+          loss: LossConfig | None = None, seed: int = 0, max_channels: int = 0,
+          patient_init: Tensor | None = None) -> AdaptResult:
     """Adapt the model to a new patient.
 
     Args:
@@ -90,8 +91,10 @@ def adapt(model: BrainFoundationModel, series: PatientSeries | list[PatientSerie
         lr: learning rate.
         batch_size: windows per step.
         n_ctx: context patches (default ``max_patches - horizon_patches``).
-        loss: objectives (default forecast + masked, no contrastive: one patient only).
+        loss: objectives (default: forecast, NLL and latent terms only; one patient).
         seed: random seed for windows and masks.
+        max_channels: random channel subset per training window (0: all; faster steps).
+        patient_init: starting embedding (default: inferred zero-shot from the rest data).
 
     Returns: :class:`AdaptResult`.
     """
@@ -102,12 +105,14 @@ def adapt(model: BrainFoundationModel, series: PatientSeries | list[PatientSerie
         raise ValidationError("series", ser, "at least one PatientSeries")
     s0 = ser[0]
     cfg = model.config
-    e0 = infer_embedding(model, s0.data[:, : s0.rest_samples], s0.positions)
+    e0 = patient_init if patient_init is not None else infer_embedding(model, s0.data[:, : s0.rest_samples], s0.positions)
     tuned = copy.deepcopy(model)
     if mode == "zero_shot":
         return AdaptResult(tuned.eval(), e0, mode)
     n_ctx = n_ctx or max(2, cfg.max_patches - cfg.horizon_patches)
-    loss = loss or LossConfig(contrastive=False, embed_weight=0.0, p_infer=0.0)
+    # one patient: forecast objectives only (no contrastive, masked or spectral terms), which is
+    # what the surrogate is used for; measured to adapt faster than the pretraining mix
+    loss = loss or LossConfig(contrastive=False, masked=False, spectral_weight=0.0, embed_weight=0.0, p_infer=0.0)
     emb = torch.nn.Parameter(e0.clone())
     for name, p in tuned.named_parameters():
         p.requires_grad_(mode == "full" or name.split(".")[0] in _IO_MODULES)
@@ -119,7 +124,8 @@ def adapt(model: BrainFoundationModel, series: PatientSeries | list[PatientSerie
     hist = []
     for _ in range(steps):
         batch = sample_batch(ser, batch_size, n_ctx=n_ctx, n_hor=cfg.horizon_patches, patch_len=cfg.patch_len,
-                             rng=rng, rest_patches=min(n_ctx, s0.rest_samples // cfg.patch_len))
+                             rng=rng, rest_patches=min(n_ctx, s0.rest_samples // cfg.patch_len),
+                             max_channels=max_channels)
         out = compute_losses(tuned, batch, loss, generator=gen, patient_override=emb)
         opt.zero_grad(set_to_none=True)
         out["total"].backward()

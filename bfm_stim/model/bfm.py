@@ -128,7 +128,7 @@ class BrainFoundationModel(nn.Module):
             chan_emb = self.chan_embed(positions)
         h = self.read_in(patches, chan_emb, visible, time_mask)
         e = self.patient_embedding(patient)
-        h = h + self.patient_proj(e)[:, None, :] + self.pos[-p:]
+        h = h + self.patient_proj(e)[:, None, :] + self.pos[:p]  # positions count from the window start
         h = self.stim_enc.modulate(h, self.stim_enc.code(stim))
         causal = nn.Transformer.generate_square_subsequent_mask(p, device=x.device, dtype=h.dtype)
         h = self.transformer(h, mask=causal, is_causal=True)
@@ -168,11 +168,14 @@ class BrainFoundationModel(nn.Module):
         """
         k = n_heads or self.config.n_ensemble
         e = self.patient_embedding(patient)
-        pre = self.dynamics.condition(self.stim_enc.code(stim), e, k)  # (K, N, H, hidden)
+        h = stim.shape[1]
+        held = h > 1 and stim.stride(1) == 0  # one stimulus held (expanded) over the horizon
+        s_in = stim[:, :1] if held else stim
+        pre = self.dynamics.condition(self.stim_enc.code(s_in), e, k)  # (K, N, H or 1, hidden)
         z = z0.unsqueeze(0).expand(k, -1, -1)
         out = []
-        for t in range(stim.shape[1]):
-            z = self.dynamics.step(z, pre[:, :, t])
+        for t in range(h):
+            z = self.dynamics.step(z, pre[:, :, 0 if held else t])
             out.append(z)
         return torch.stack(out, dim=2)
 

@@ -18,7 +18,7 @@ from bfm_stim.exceptions import CheckpointError, ConfigError, ValidationError
 from bfm_stim.model.bfm import BrainFoundationModel
 from bfm_stim.model.config import ModelConfig
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "FORMAT", "VERSION"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "save_patient", "load_patient", "FORMAT", "VERSION"]
 
 FORMAT = "bfm-stim-checkpoint"
 VERSION = 1
@@ -125,3 +125,65 @@ def load_checkpoint(path: str | Path, *, model: BrainFoundationModel | None = No
         except (ValueError, KeyError) as err:
             raise CheckpointError(f"optimizer state in {path} does not match: {err}") from err
     return model, {"step": ckpt["step"], "extra": ckpt["extra"], "model_config": ckpt["model_config"]}
+
+
+PATIENT_FORMAT = "bfm-stim-patient"
+
+
+def save_patient(path: str | Path, model: BrainFoundationModel, *, embedding: torch.Tensor,
+                 positions: Any, ch_names: list[str], calibration: dict[str, float] | None = None,
+                 extra: dict[str, Any] | None = None) -> Path:
+    """Write an adapted patient file: the tuned model, the patient's embedding, montage and calibration.
+
+    Args:
+        path: destination ``.pt`` file (read back with ``weights_only=True``).
+        model: the adapted model.
+        embedding: (d_patient,) patient embedding.
+        positions: (C, 3) electrode positions, m (NaN where unknown).
+        ch_names: the C channel names, in the order of ``positions``.
+        calibration: conformal scales ``{"signal_scale", "latent_scale", "level"}``.
+        extra: JSON-able metadata (mode, recording, source checkpoint, losses...).
+    """
+    path = Path(path)
+    pos = torch.as_tensor(positions, dtype=torch.float32)
+    if pos.dim() != 2 or pos.shape != (len(ch_names), 3):
+        raise CheckpointError(f"positions must be (C, 3) for C={len(ch_names)} channels; got {tuple(pos.shape)}")
+    meta = {"ch_names": list(ch_names), "calibration": dict(calibration or {}), **(extra or {})}
+    try:
+        meta_json = json.dumps(meta)
+    except TypeError as err:
+        raise CheckpointError(f"patient file metadata must be JSON-able: {err}") from err
+    blob = {"format": PATIENT_FORMAT, "version": VERSION, "model_config": model.config.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "embedding": embedding.detach().cpu().reshape(-1).float(), "positions": pos, "meta_json": meta_json}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_patient(path: str | Path) -> tuple[BrainFoundationModel, dict[str, Any]]:
+    """Read a patient file written by :func:`save_patient` (``weights_only=True``).
+
+    Returns: (model, info) with info keys ``embedding`` (d_patient,), ``positions`` (C, 3) m and
+    ``meta`` (``ch_names``, ``calibration``, ...).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no patient file at {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"cannot read patient file {path}: {err}") from err
+    if not isinstance(blob, dict) or blob.get("format") != PATIENT_FORMAT:
+        raise CheckpointError(f"{path} is not a bfm-stim patient file (adapt one with `bfm-stim adapt`)")
+    if blob.get("version") != VERSION:
+        raise CheckpointError(f"{path} has patient-file version {blob.get('version')}; this code reads {VERSION}")
+    try:
+        model = BrainFoundationModel(ModelConfig.from_dict(blob["model_config"]))
+    except (ConfigError, ValidationError, TypeError) as err:
+        raise CheckpointError(f"patient file {path} has an invalid model config: {err}") from err
+    _load_state(model, blob["state_dict"], path)
+    return model.eval(), {"embedding": blob["embedding"], "positions": blob["positions"],
+                          "meta": json.loads(blob["meta_json"])}

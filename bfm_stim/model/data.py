@@ -105,8 +105,12 @@ def patch_stimulus(stim_ids: np.ndarray, stim_table: np.ndarray, patch_len: int)
 
 
 def sample_batch(series: Sequence[PatientSeries], batch_size: int, *, n_ctx: int, n_hor: int, patch_len: int,
-                 rng: np.random.Generator, onset_frac: float = 0.5, rest_patches: int | None = None) -> Batch:
+                 rng: np.random.Generator, onset_frac: float = 0.5, rest_patches: int | None = None,
+                 max_channels: int = 0) -> Batch:
     """Draw random windows; ``onset_frac`` of them put a stimulus onset just after the context.
+
+    With ``max_channels > 0``, each window keeps a random subset of at most that many channels
+    (cheaper steps, and an augmentation: the read-in must work from any montage).
 
     Raises:
         ModelError: when a series is shorter than one window.
@@ -114,6 +118,8 @@ def sample_batch(series: Sequence[PatientSeries], batch_size: int, *, n_ctx: int
     win = (n_ctx + n_hor) * patch_len
     rest_len = (rest_patches or n_ctx) * patch_len
     c_max = max(s.data.shape[0] for s in series)
+    if max_channels > 0:
+        c_max = min(c_max, max_channels)
     f = series[0].stim_table.shape[1]
     x = np.zeros((batch_size, c_max, win), np.float32)
     rest = np.zeros((batch_size, c_max, rest_len), np.float32)
@@ -125,6 +131,8 @@ def sample_batch(series: Sequence[PatientSeries], batch_size: int, *, n_ctx: int
     for i in range(batch_size):
         s = series[int(rng.integers(len(series)))]
         c, t = s.data.shape
+        chans = np.sort(rng.choice(c, max_channels, replace=False)) if 0 < max_channels < c else slice(None)
+        c = min(c, c_max)
         if t < win or s.rest_samples < rest_len:
             raise ModelError(f"series {s.meta.get('id', '?')} too short: {t=} samples, rest {s.rest_samples}; "
                              f"need a window of {win} and rest of {rest_len}")
@@ -136,9 +144,9 @@ def sample_batch(series: Sequence[PatientSeries], batch_size: int, *, n_ctx: int
             start = int(rng.integers(0, t - win + 1))
         start = min(max(start, 0), t - win)
         r0 = int(rng.integers(0, s.rest_samples - rest_len + 1))
-        x[i, :c] = s.data[:, start:start + win]
-        rest[i, :c] = s.data[:, r0:r0 + rest_len]
-        pos[i, :c] = s.positions
+        x[i, :c] = s.data[chans, start:start + win]
+        rest[i, :c] = s.data[chans, r0:r0 + rest_len]
+        pos[i, :c] = s.positions[chans]
         valid[i, :c] = True
         stim[i] = patch_stimulus(s.stim_ids[start:start + win], s.stim_table, patch_len)
         patient[i], group[i] = s.patient, s.group
@@ -245,16 +253,18 @@ class CorpusStream:
         shards_in_memory: shards mixed at a time.
         batches_per_visit: batches drawn before the next shards are loaded.
         onset_frac: fraction of windows aligned to a stimulus onset.
+        max_channels: random channel subset per window (0: all channels).
     """
 
     def __init__(self, corpus_dir: str | Path, *, batch_size: int, n_ctx: int, n_hor: int, patch_len: int,
                  seed: int = 0, rank: int = 0, world: int = 1, shards_in_memory: int = 2,
-                 batches_per_visit: int = 20, onset_frac: float = 0.5) -> None:
+                 batches_per_visit: int = 20, onset_frac: float = 0.5, max_channels: int = 0) -> None:
         self.dir = Path(corpus_dir)
         self.manifest = load_manifest(self.dir)
         files = [s["file"] for s in self.manifest["shards"]]
         self.files = files[rank::world] if len(files) >= world else files
-        self.kw = dict(batch_size=batch_size, n_ctx=n_ctx, n_hor=n_hor, patch_len=patch_len, onset_frac=onset_frac)
+        self.kw = dict(batch_size=batch_size, n_ctx=n_ctx, n_hor=n_hor, patch_len=patch_len, onset_frac=onset_frac,
+                       max_channels=max_channels)
         self.rng = np.random.default_rng([seed, rank])
         self.shards_in_memory, self.batches_per_visit = shards_in_memory, batches_per_visit
 

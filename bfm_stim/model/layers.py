@@ -136,10 +136,12 @@ class LatentDynamics(nn.Module):
 
 
 class ReadOut(nn.Module):
-    """Decode a latent to every channel of a montage through channel queries over virtual channels.
+    """Decode latents to any montage: a nonlinear decoder per virtual channel, then a signed linear
+    mix of the virtual channels into each channel (as a lead field mixes sources into electrodes).
 
-    Channel queries attend to patient-specific virtual-channel keys (so the routing is computed once
-    per montage and patient); the latent supplies the virtual channels' values.
+    The mixing weights depend only on the montage and the patient (channel queries against
+    patient-shifted virtual-channel keys), so they are computed once per surrogate; the per-candidate
+    cost is the virtual-channel decoder (``V`` tokens per patch, not ``C``) and one matmul.
     """
 
     def __init__(self, d_latent: int, d_patient: int, d_channel: int, n_virtual: int, patch_len: int) -> None:
@@ -147,25 +149,36 @@ class ReadOut(nn.Module):
         self.n_virtual, self.d_channel, self.patch_len = n_virtual, d_channel, patch_len
         self.keys = nn.Parameter(torch.randn(n_virtual, d_channel) / math.sqrt(d_channel))
         self.key_shift = nn.Linear(d_patient, n_virtual * d_channel)
-        self.values = nn.Linear(d_latent + d_patient, n_virtual * d_channel)
         self.query = nn.Linear(d_channel, d_channel)
-        self.chan_shift = nn.Linear(d_channel, d_channel)
-        self.out = nn.Sequential(nn.LayerNorm(d_channel), nn.GELU(), nn.Linear(d_channel, patch_len + 1))
+        self.values = nn.Linear(d_latent + d_patient, n_virtual * d_channel)
+        self.virt = nn.Sequential(nn.LayerNorm(d_channel), nn.GELU(), nn.Linear(d_channel, patch_len + 1))
+        self.chan_bias = nn.Linear(d_channel, 2)
+        # start near the per-channel mean (0 after normalisation) rather than from random waveforms
+        nn.init.normal_(self.virt[-1].weight, std=0.1 / math.sqrt(d_channel))
+        nn.init.zeros_(self.virt[-1].bias)
+
+    def mixing(self, patient: Tensor, chan_emb: Tensor) -> Tensor:
+        """Signed mixing weights (N or 1, C, V) from patient (N or 1, d_patient) and chan_emb (N or 1, C, dc)."""
+        keys = self.keys + self.key_shift(patient).view(-1, self.n_virtual, self.d_channel)
+        return torch.matmul(self.query(chan_emb), keys.transpose(1, 2)) / math.sqrt(self.d_channel)
 
     def forward(self, z: Tensor, patient: Tensor, chan_emb: Tensor) -> tuple[Tensor, Tensor]:
         """Args:
             z: (N, P, d_latent) latents.
-            patient: (N, d_patient) patient embeddings.
+            patient: (N or 1, d_patient) patient embeddings.
             chan_emb: (N or 1, C, d_channel) channel embeddings.
 
         Returns: mean (N, C, P * L) normalised signal and log-variance (N, C, P) per patch.
         """
         n, p, _ = z.shape
-        keys = self.keys + self.key_shift(patient).view(n, self.n_virtual, self.d_channel)  # (N, V, dc)
-        w = torch.einsum("ncd,nvd->ncv", self.query(chan_emb).expand(n, -1, -1), keys) / math.sqrt(self.d_channel)
+        L, V = self.patch_len, self.n_virtual
+        w = self.mixing(patient, chan_emb)  # (N or 1, C, V)
         vals = self.values(torch.cat([z, patient[:, None, :].expand(n, p, -1)], dim=-1))
-        ctx = torch.einsum("ncv,npvd->npcd", w.softmax(-1), vals.view(n, p, self.n_virtual, self.d_channel))
-        out = self.out(ctx + self.chan_shift(chan_emb).expand(n, -1, -1)[:, None])
-        mean = out[..., : self.patch_len].permute(0, 2, 1, 3).reshape(n, -1, p * self.patch_len)
-        logvar = out[..., self.patch_len].permute(0, 2, 1).clamp(-8.0, 6.0)
+        virt = self.virt(vals.view(n, p, V, self.d_channel))  # (N, P, V, L + 1)
+        mixed = torch.matmul(w, virt.permute(0, 2, 1, 3).reshape(n, V, p * (L + 1)))  # (N, C, P * (L + 1))
+        c = mixed.shape[1]
+        mixed = mixed.view(n, c, p, L + 1)
+        bias = self.chan_bias(chan_emb)  # (N or 1, C, 2)
+        mean = (mixed[..., :L] + bias[..., 0, None, None]).reshape(n, c, p * L)
+        logvar = (mixed[..., L] + bias[..., 1, None]).clamp(-8.0, 6.0)
         return mean, logvar

@@ -32,7 +32,7 @@ def _sphere_points(rng: np.random.Generator, n: int, radius: float, z_min: float
         v /= np.linalg.norm(v)
         if v[2] * radius >= z_min:
             pts.append(v * radius)
-    return np.asarray(pts)
+    return np.asarray(pts, dtype=float).reshape(-1, 3)  # (n, 3) mm, also when n == 0
 
 
 class CortexJR(Patient):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -44,12 +45,25 @@ def test_config_errors(tmp_path):
         load_config(bad)
 
 
-@pytest.mark.timeout(120)
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.timeout(170)
 def test_ddp_two_processes_hold_identical_weights(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+    # Explicit loopback rendezvous on a free port (no --standalone port races), a rendezvous
+    # timeout, one thread per process (2 gloo ranks on 2 shared cores).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO),
+           "MASTER_ADDR": "127.0.0.1", "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1"}
+    port = _free_port()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+           "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-conf=timeout=60,join_timeout=60",
+           f"--master-port={port}", "--max-restarts=0",
            "-m", "loops.pretrain", str(TINY), str(tmp_path / "ddp"), "--steps", "3", "--no-progress"]
-    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=110)
+    env["MASTER_PORT"] = str(port)
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=160)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["world"] == 2 and len(summary["rank_digests"]) == 2

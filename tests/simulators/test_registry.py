@@ -147,3 +147,11 @@ def test_oracle_cost_and_optimum(tmp_path, monkeypatch):
     assert list(tmp_path.rglob("*.json"))
     assert simulators.oracle_optimum(p, obj, n_amplitude=3, frequencies=(20.0, 130.0), pulse_widths=(60.0,),
                                      repeats=1, refine_steps=1) == opt
+
+
+@pytest.mark.parametrize("seed", [153, 275])
+def test_depth_only_montage_builds(seed):
+    """Seeds whose montage is all depth contacts (no surface channels) must build and run."""
+    p = simulators.make("cortex-jr-epileptic-v0", seed=seed)
+    assert p.n_channels == len(p.channel_names) == p.channel_positions.shape[0]
+    assert np.isfinite(p.advance(50)).all()

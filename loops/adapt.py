@@ -1,0 +1,163 @@
+"""``bfm-stim adapt``: tune the pretrained BFM to one patient's recording and write a patient file.
+
+The patient file (``.pt``, read with ``weights_only=True``) holds the adapted weights, the patient
+embedding, the montage and conformal calibration scales; load it with
+:meth:`bfm_stim.surrogate.Surrogate.from_patient_file`.
+
+Modes (see :mod:`bfm_stim.model.adapt`): ``"zero_shot"`` infers the embedding from ~30 s of
+stimulation-off data; ``"embedding"`` also tunes the read-in/read-out on seconds to minutes of data;
+``"full"`` fine-tunes every weight.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bfm_stim._logging import get_logger
+from bfm_stim.exceptions import RecordingError, ValidationError
+from bfm_stim.model.adapt import MODES, adapt, infer_embedding
+from bfm_stim.model.checkpoint import load_checkpoint, save_patient
+from bfm_stim.model.data import PatientSeries, patch_stimulus
+from bfm_stim.space import Stimulus, features_of
+from bfm_stim.surrogate import Surrogate, default_checkpoint
+from loops.pretrain_corpus import FEATURES_OFF, resample_to
+
+__all__ = ["main", "series_from_recording", "calibration_windows", "calibrate_surrogate", "DEFAULT_STEPS"]
+
+log = get_logger("adapt")
+NEURAL_TYPES = ("eeg", "seeg", "ecog", "dbs")
+DEFAULT_STEPS = {"zero_shot": 0, "embedding": 150, "full": 150}
+DEFAULT_LR = {"zero_shot": 0.0, "embedding": 3e-3, "full": 5e-4}
+
+
+def series_from_recording(rec: Any, fs: float) -> tuple[PatientSeries, list[str]]:
+    """A :class:`PatientSeries` at ``fs`` Hz from a :class:`~bfm_stim.recording.Recording`.
+
+    Neural channels (EEG, sEEG, ECoG, DBS) are kept (all channels when none is typed). Stimulus
+    events (``Event.stimulus``) become the per-sample stimulus features; electrical contacts are
+    placed at the origin when the recording does not say where they are. The stimulation-off
+    stretch before the first stimulus is the rest data.
+
+    Returns: (series, kept channel names).
+    """
+    types = list(rec.ch_types or ["eeg"] * rec.n_channels)
+    keep = [i for i, t in enumerate(types) if t in NEURAL_TYPES] or list(range(rec.n_channels))
+    data = resample_to(np.asarray(rec.data, np.float32)[keep], float(rec.fs), fs)
+    t = data.shape[1]
+    pos = np.asarray(rec.positions, np.float32)[keep] if rec.positions is not None else np.full((len(keep), 3), np.nan)
+    ids = np.zeros(t, np.int32)
+    table = [FEATURES_OFF]
+    first_on = t
+    for ev in rec.events:
+        if not ev.stimulus:
+            continue
+        stim = Stimulus.from_dict(ev.stimulus)
+        if stim.is_off:
+            continue
+        contacts = {}
+        if stim.kind == "electrical":
+            from bfm_stim.space import Contact
+            contacts = {stim.contact: Contact(str(stim.contact), (0.0, 0.0, 0.0))}
+        table.append(features_of([stim], contacts)[0].numpy())
+        a = int(round(ev.onset_s * fs))
+        b = int(round((ev.onset_s + (ev.duration_s or stim.duration_s)) * fs))
+        ids[max(a, 0):min(b, t)] = len(table) - 1
+        first_on = min(first_on, max(a, 0))
+    names = [rec.ch_names[i] for i in keep]
+    return PatientSeries(data, pos, ids, np.stack(table).astype(np.float32), first_on, -1, -1,
+                         {"id": "recording"}), names
+
+
+def calibration_windows(series: PatientSeries, cfg: Any, n: int, *, start: int = 0,
+                        rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Held-out windows for :meth:`Surrogate.calibrate` from ``series.data[:, start:]``.
+
+    Returns: contexts (M, C, ctx * L) µV, per-patch stimulus (M, H, F), futures (M, C, H * L) µV.
+    """
+    rng = rng or np.random.default_rng(0)
+    L, hor = cfg.patch_len, cfg.horizon_patches
+    ctx = max(2, cfg.max_patches - hor)
+    win = (ctx + hor) * L
+    hi = series.data.shape[1] - win
+    if hi < start:
+        raise ValidationError("series", series.data.shape, f"at least {start + win} samples for calibration")
+    starts = rng.integers(start, hi + 1, n)
+    x = np.stack([series.data[:, s:s + win] for s in starts])
+    st = np.stack([patch_stimulus(series.stim_ids[s:s + win], series.stim_table, L) for s in starts])
+    xt = torch.from_numpy(x)
+    return xt[..., : ctx * L], torch.from_numpy(st[:, ctx:]).float(), xt[..., ctx * L:]
+
+
+def calibrate_surrogate(sur: Surrogate, series: PatientSeries, *, start: int, n: int = 32,
+                        level: float = 0.9, seed: int = 0) -> dict[str, float]:
+    """Fit the surrogate's conformal scales on ``n`` windows of ``series`` after sample ``start``."""
+    ctx, stim, fut = calibration_windows(series, sur.cfg, n, start=start, rng=np.random.default_rng(seed))
+    return sur.calibrate(ctx, stim, fut, level=level)
+
+
+def main(recording: str | Path, out: str | Path, *, checkpoint: str | Path | None = None, mode: str = "embedding",
+         rest_s: float = 30.0, steps: int | None = None, lr: float | None = None, seed: int = 0,
+         progress: bool = True) -> dict[str, Any]:
+    """Adapt the BFM to one recording and write the patient file.
+
+    Args:
+        recording: a recording file (.fif, .edf, .bdf, .vhdr, .xdf) readable by
+            :meth:`bfm_stim.recording.Recording.read`; its stimulation-off start is the rest data.
+        out: patient file to write (``.pt``).
+        checkpoint: pretrained checkpoint (default: the one shipped with the package).
+        mode: ``"zero_shot"`` (>= ~30 s of rest), ``"embedding"`` (seconds to minutes) or ``"full"``.
+        rest_s: stimulation-off data used for the zero-shot embedding, s.
+        steps, lr: optimiser steps and learning rate (defaults per mode).
+        seed: random seed.
+        progress: log progress.
+
+    Returns: summary (mode, steps, losses, calibration, channels, output path).
+    """
+    from bfm_stim.recording import Recording
+
+    if mode not in MODES:
+        raise ValidationError("mode", mode, f"one of {MODES}")
+    ckpt_path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+    model, info = load_checkpoint(ckpt_path)
+    cfg = model.config
+    rec = Recording.read(recording)
+    series, names = series_from_recording(rec, cfg.fs)
+    L = cfg.patch_len
+    win = (max(2, cfg.max_patches - cfg.horizon_patches) + cfg.horizon_patches) * L
+    if series.rest_samples < win:
+        raise RecordingError(f"{recording}: needs at least {win / cfg.fs:.1f} s of stimulation-off data before "
+                             f"the first stimulus; got {series.rest_samples / cfg.fs:.1f} s")
+    rest = series.data[:, : min(series.rest_samples, int(rest_s * cfg.fs))]
+    n_steps = DEFAULT_STEPS[mode] if steps is None else int(steps)
+    # Hold out the last 20 % for calibration when there is enough data (>= 4 windows), else reuse
+    # the checkpoint's scales.
+    t = series.data.shape[1]
+    split = int(0.8 * t) if t >= 5 * win else t
+    cal = dict(info["extra"].get("calibration", {}))
+    if mode == "zero_shot" or n_steps == 0:
+        tuned, emb, losses = model, infer_embedding(model, rest, series.positions), []
+    else:
+        train = PatientSeries(series.data[:, :split], series.positions, series.stim_ids[:split], series.stim_table,
+                              min(series.rest_samples, split), -1, -1, series.meta)
+        res = adapt(model, train, mode=mode, steps=n_steps, lr=DEFAULT_LR[mode] if lr is None else lr, seed=seed)
+        tuned, emb, losses = res.model, res.embedding, res.losses
+    sur = Surrogate(tuned, positions=series.positions, patient=emb, signal_scale=cal.get("signal_scale", 1.0),
+                    latent_scale=cal.get("latent_scale", 1.0))
+    if split < t:
+        cal = calibrate_surrogate(sur, series, start=split, seed=seed)
+    extra = {"mode": mode, "recording": str(recording), "checkpoint": str(ckpt_path), "steps": n_steps,
+             "fs": cfg.fs, "final_loss": losses[-1] if losses else None}
+    path = save_patient(out, tuned, embedding=emb, positions=series.positions, ch_names=names,
+                        calibration=cal, extra=extra)
+    summary = {**extra, "out": str(path), "n_channels": len(names), "duration_s": t / cfg.fs,
+               "calibration": cal, "loss_first": losses[0] if losses else None}
+    if progress:
+        log.info("adapted %s (%s, %d steps) -> %s", recording, mode, n_steps, path)
+    if losses and not math.isfinite(losses[-1]):
+        raise ValidationError("lr", lr, "a smaller learning rate (adaptation diverged)")
+    return summary

@@ -1,0 +1,397 @@
+"""``bfm-stim bench surrogate``: how well the BFM surrogate predicts new patients, against baselines.
+
+On evaluation-cohort patients of every family (seeds disjoint from pretraining, asserted), with
+adaptation data of 0 s (rest only), 10 s, 30 s, 2 min and 10 min of probe stimulation, it compares
+the pretrained BFM (zero-shot; embedding + read-in/out adaptation; full fine-tuning), the same
+architecture trained from scratch (learning rate picked on a validation patient), a per-patient
+ridge ARX model and persistence. Metrics: forecast R² at 40 and 160 ms, stimulation-effect R²
+(stimulated run minus its same-noise counterfactual; all test stimuli and the held-out amplitudes,
+frequencies and contacts), linear R² from z to the hidden sources, cross-patient latent
+consistency, 90 % interval coverage, and the surrogate's throughput. Results hold the median and
+IQR over patients per method and amount; a PNG of the adaptation curves is written next to the JSON.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bfm_stim._logging import get_logger
+from bfm_stim.model.adapt import adapt, infer_embedding
+from bfm_stim.model.bfm import BrainFoundationModel
+from bfm_stim.model.checkpoint import load_checkpoint
+from bfm_stim.surrogate import Surrogate, default_checkpoint
+from loops.bench_data import TEST_KINDS, ArxModel, EvalPatient, forecast_r2, make_eval_patient, r2
+from loops.pretrain_corpus import FEATURES_OFF
+
+__all__ = ["BenchConfig", "FULL", "QUICK", "run_surrogate_bench", "write_plot", "main"]
+
+log = get_logger("bench.surrogate")
+FAMILIES = ("cortex-jr-v0", "cortex-jr-epileptic-v0", "bg-beta-v0", "bg-beta-healthy-v0")
+Q90 = 1.6448536269514722
+METRICS = ("forecast_r2_40ms", "forecast_r2_160ms", "stim_effect_r2", "stim_effect_r2_heldout",
+           "stim_effect_r2_patch", "latent_hidden_r2", "latent_consistency", "coverage_90")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Size of the benchmark (see :data:`FULL` and :data:`QUICK`); durations in s.
+
+    ``n_trained_patients`` / ``trained_amounts_s`` restrict the methods that train (embedding
+    adaptation, fine-tuning, scratch) to the first patients / some amounts (0 / empty: all), so the
+    benchmark fits its time budget on 2 shared cores; the other methods run everywhere.
+    """
+
+    n_patients: int = 20
+    amounts_s: tuple[float, ...] = (0.0, 10.0, 30.0, 120.0, 600.0)
+    rest_s: float = 30.0
+    cal_s: float = 40.0
+    n_test: int = 16
+    steps_embedding: int = 15
+    steps_full: int = 15
+    steps_scratch: int = 30
+    lr_embedding: float = 3e-3
+    lr_full: float = 5e-4
+    scratch_lrs: tuple[float, ...] = (1e-3, 3e-3)
+    batch_size: int = 8
+    max_channels: int = 8
+    n_candidates: int = 1000
+    n_cal_windows: int = 16
+    hidden_s: float = 20.0
+    threads: int = 1
+    n_trained_patients: int = 0
+    trained_amounts_s: tuple[float, ...] = ()
+
+
+FULL = BenchConfig(n_trained_patients=4, trained_amounts_s=(10.0, 120.0, 600.0))
+QUICK = BenchConfig(n_patients=2, amounts_s=(0.0, 10.0), rest_s=8.0, cal_s=8.0, n_test=4, steps_embedding=1,
+                    steps_full=1, steps_scratch=1, scratch_lrs=(1e-3,), batch_size=4, n_candidates=64,
+                    n_cal_windows=8, hidden_s=6.0)
+
+
+@torch.no_grad()
+def bfm_predict(model: BrainFoundationModel, emb: torch.Tensor, pos: np.ndarray, ctx: torch.Tensor,
+                stim: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """Batched forecast: normalised ensemble-mean prediction (M, C, Th), its std (M, C, Th) and context latents."""
+    model.eval()
+    m, _, tc = ctx.shape
+    cfg = model.config
+    mean, std = ctx.mean(-1, keepdim=True), ctx.std(-1, keepdim=True).clamp_min(1e-3)
+    p = tc // cfg.patch_len
+    e = emb.reshape(1, -1).expand(m, -1)
+    posb = torch.as_tensor(pos, dtype=torch.float32)[None].expand(m, -1, -1)
+    off = torch.as_tensor(FEATURES_OFF)[None, None].expand(m, p, -1)
+    z = model.encode((ctx - mean) / std, posb, off, e)
+    zr = model.rollout(z[:, -1], stim, e).mean(0)
+    mu, lv = model.read_out(zr, emb.reshape(1, -1), model.chan_embed(posb[:1]))
+    sd = (0.5 * lv).exp().repeat_interleave(cfg.patch_len, -1)
+    return mu.numpy(), sd.numpy(), z
+
+
+def _norm(ctx: torch.Tensor, x: torch.Tensor) -> np.ndarray:
+    return ((x - ctx.mean(-1, keepdim=True)) / ctx.std(-1, keepdim=True).clamp_min(1e-3)).numpy()
+
+
+def _ridge_r2(z_fit: np.ndarray, y_fit: np.ndarray, z_test: np.ndarray, y_test: np.ndarray, lam: float = 1.0) -> float:
+    a = np.c_[z_fit, np.ones(len(z_fit))]
+    w = np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ y_fit)
+    return r2(y_test, np.c_[z_test, np.ones(len(z_test))] @ w)
+
+
+@torch.no_grad()
+def rest_latents(model: BrainFoundationModel, emb: torch.Tensor, ep: EvalPatient) -> tuple[np.ndarray, np.ndarray]:
+    """Latents of the hidden-state run, one per patch, with the standardised hidden sources (P, S)."""
+    cfg = model.config
+    w = (cfg.max_patches - cfg.horizon_patches) * cfg.patch_len
+    n = ep.rest_data.shape[1] // w
+    x = torch.from_numpy(ep.rest_data[:, : n * w].copy()).reshape(ep.rest_data.shape[0], n, w).permute(1, 0, 2)
+    _, _, z = bfm_predict(model, emb, ep.session.positions, x, torch.zeros(n, 1, cfg.n_stim_features))
+    h = ep.rest_hidden[: n * (w // cfg.patch_len)]
+    h = (h - h.mean(0)) / np.maximum(h.std(0), 1e-6)
+    return z.reshape(-1, z.shape[-1]).numpy(), h
+
+
+def _metrics(ep: EvalPatient, pred_on: np.ndarray, pred_off: np.ndarray, sd: np.ndarray | None,
+             scale: float | None, patch_len: int, fs: float) -> dict[str, float]:
+    fut_on, fut_off = _norm(ep.ctx, ep.fut), _norm(ep.ctx, ep.cf_fut)
+    fut = np.concatenate([fut_on, fut_off])
+    pred = np.concatenate([pred_on, pred_off])
+    l40, l160 = int(round(0.04 * fs)), int(round(0.16 * fs))
+    eff, eff_hat = fut_on - fut_off, pred_on - pred_off
+    held = np.array([k != "in_dist" for k in ep.kinds])
+    pm = lambda a: a.reshape(*a.shape[:-1], -1, patch_len).mean(-1)  # noqa: E731
+    out = {"forecast_r2_40ms": forecast_r2(fut, pred, l40), "forecast_r2_160ms": forecast_r2(fut, pred, l160),
+           "stim_effect_r2": r2(eff, eff_hat, (0, 2)),
+           "stim_effect_r2_heldout": r2(eff[held], eff_hat[held], (0, 2)) if held.any() else float("nan"),
+           "stim_effect_r2_patch": r2(pm(eff), pm(eff_hat), (0, 2))}
+    if sd is not None and scale is not None:
+        out["coverage_90"] = float((np.abs(fut - pred) <= Q90 * scale * sd).mean())
+    return out
+
+
+def _eval_bfm(model: BrainFoundationModel, emb: torch.Tensor, ep: EvalPatient, fs: float,
+              n_cal: int = 32) -> tuple[dict, np.ndarray]:
+    cfg = model.config
+    pos = ep.session.positions
+    off_stim = torch.as_tensor(FEATURES_OFF)[None, None].expand(len(ep.ctx), cfg.horizon_patches, -1)
+    mu_on, sd_on, _ = bfm_predict(model, emb, pos, ep.ctx, ep.stim)
+    mu_off, sd_off, _ = bfm_predict(model, emb, pos, ep.ctx, off_stim)
+    # conformal scale from the patient's calibration stretch (never used for adaptation)
+    from loops.adapt import calibration_windows
+    cctx, cst, cfut = calibration_windows(ep.session, cfg, n_cal, start=ep.cal_start)
+    cmu, csd, _ = bfm_predict(model, emb, pos, cctx, cst)
+    ratio = np.abs(_norm(cctx, cfut) - cmu) / csd
+    scale = float(np.quantile(ratio, 0.9) / Q90)
+    met = _metrics(ep, mu_on, mu_off, np.concatenate([sd_on, sd_off]), scale, cfg.patch_len, fs)
+    z, h = rest_latents(model, emb, ep)
+    half = len(z) // 2
+    met["latent_hidden_r2"] = _ridge_r2(z[:half], h[:half], z[half:], h[half:])
+    return met, z
+
+
+def _eval_baselines(ep: EvalPatient, amount: float, patch_len: int, fs: float) -> dict[str, dict]:
+    ctx_n = _norm(ep.ctx, ep.ctx)
+    off = np.broadcast_to(FEATURES_OFF, ep.stim.shape).copy()
+    arx = ArxModel().fit(ep.series(amount), patch_len)
+    res = {"arx": _metrics(ep, arx.predict(ctx_n, ep.stim.numpy(), patch_len), arx.predict(ctx_n, off, patch_len),
+                           None, None, patch_len, fs)}
+    last = np.repeat(ctx_n[..., -1:], ep.fut.shape[-1], -1)
+    res["persistence"] = _metrics(ep, last, last, None, None, patch_len, fs)
+    return res
+
+
+def _consistency(zs: list[np.ndarray], eps: list[EvalPatient]) -> list[float]:
+    """Cross-patient decoding R² of the population-mean hidden activity (fit on one patient, test on the
+    next of the same family)."""
+    out = []
+    for i, ep in enumerate(eps):
+        j = next((k for k in range(len(eps)) if k != i and eps[k].meta["family"] == ep.meta["family"]), None)
+        if j is None:
+            out.append(float("nan"))
+            continue
+        y = lambda k: ((h := eps[k].rest_hidden[: len(zs[k])]) - h.mean(0)).mean(1) / 1.0  # noqa: E731
+        yi, yj = y(i), y(j)
+        yi, yj = (yi - yi.mean()) / max(yi.std(), 1e-9), (yj - yj.mean()) / max(yj.std(), 1e-9)
+        out.append(_ridge_r2(zs[i], yi, zs[j], yj))
+    return out
+
+
+def _summary(vals: list[float]) -> dict[str, Any]:
+    v = np.asarray([x for x in vals if x is not None and np.isfinite(x)], np.float64)
+    if not len(v):
+        return {"median": None, "iqr": None, "n": 0}
+    return {"median": float(np.median(v)), "iqr": [float(np.percentile(v, 25)), float(np.percentile(v, 75))],
+            "n": int(len(v))}
+
+
+def throughput(model: BrainFoundationModel, ep: EvalPatient, n: int, reps: int = 3) -> dict[str, float]:
+    """Candidates per second of :meth:`Surrogate.predict` (1 s horizon) with and without the signal."""
+    emb = infer_embedding(model, ep.series(0).data, ep.session.positions)
+    sur = Surrogate(model, positions=ep.session.positions, patient=emb)
+    x = torch.randn(n, model.config.n_stim_features)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(2)  # the issue's figure: candidates/s on 2 cores
+    ctx = ep.ctx[0]
+    out = {}
+    for sig in (False, True):
+        with torch.no_grad():
+            sur.predict(ctx, x[:8], signal=sig)
+            best = min(_timed(lambda: sur.predict(ctx, x, signal=sig)) for _ in range(reps))
+        out["candidates_per_s_signal" if sig else "candidates_per_s_latent"] = n / best
+    out["threads"] = torch.get_num_threads()
+    torch.set_num_threads(prev)
+    out["n_channels"] = int(ep.ctx.shape[1])
+    return out
+
+
+def _timed(f) -> float:
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
+def _scratch_model(cfg: Any, seed: int) -> BrainFoundationModel:
+    torch.manual_seed(seed)
+    return BrainFoundationModel(dataclasses.replace(cfg, n_train_patients=0))
+
+
+def _adapt_kw(bc: BenchConfig) -> dict[str, Any]:
+    return {"batch_size": bc.batch_size, "max_channels": bc.max_channels}
+
+
+def _pick_scratch_lr(cfg: Any, ep: EvalPatient | None, bc: BenchConfig, fs: float) -> float:
+    """Small LR sweep for the from-scratch model on a validation patient (2 min or the largest amount)."""
+    if len(bc.scratch_lrs) == 1 or ep is None:
+        return bc.scratch_lrs[0]
+    amount = min(120.0, max(bc.amounts_s))
+    score = {}
+    for lr in bc.scratch_lrs:
+        res = adapt(_scratch_model(cfg, 0), ep.series(amount), mode="full", steps=bc.steps_scratch, lr=lr, **_adapt_kw(bc))
+        met, _ = _eval_bfm(res.model, res.embedding, ep, fs, bc.n_cal_windows)
+        score[lr] = met["forecast_r2_160ms"] + met["stim_effect_r2"]
+    log.info("scratch LR sweep on validation patient: %s", score)
+    return max(score, key=score.get)
+
+
+def run_surrogate_bench(quick: bool = False, checkpoint: str | Path | None = None, *,
+                        config: BenchConfig | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run the benchmark and return its JSON-able results (see the module docstring).
+
+    Args:
+        quick: smoke-test size (2 patients, 2 amounts, 1 step; about a minute on shared cores).
+        checkpoint: pretrained checkpoint (default: the shipped one).
+        config: explicit size (overrides ``quick``).
+        progress: tqdm progress bar.
+    """
+    bc = config or (QUICK if quick else FULL)
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(bc.threads)  # small ops on shared cores: one thread is faster than two
+    try:
+        return _run(bc, quick, checkpoint, progress)
+    finally:
+        torch.set_num_threads(prev_threads)
+
+
+def _run(bc: BenchConfig, quick: bool, checkpoint: str | Path | None, progress: bool) -> dict[str, Any]:
+    import simulators
+    from tqdm import tqdm
+
+    ck = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+    model, info = load_checkpoint(ck)
+    cfg = model.config
+    fs, L = cfg.fs, cfg.patch_len
+    n_val = 1 if len(bc.scratch_lrs) > 1 else 0  # a validation patient only when there is an LR sweep
+    seeds = simulators.cohort("eval", bc.n_patients + n_val)
+    n_pre = int(info["extra"].get("pretrain_config", {}).get("corpus", {}).get("n_patients", 0))
+    pre = set(simulators.cohort("pretrain", 4 * max(n_pre, 1)))
+    assert not pre & set(seeds) and all(simulators.cohort_of(s) == "eval" for s in seeds), "cohorts overlap"
+    t0 = time.perf_counter()
+    geo = dict(fs=fs, patch_len=L, ctx_patches=cfg.max_patches - cfg.horizon_patches, hor_patches=cfg.horizon_patches,
+               rest_s=bc.rest_s, probe_s=max(bc.amounts_s), cal_s=bc.cal_s, n_test=bc.n_test, hidden_s=bc.hidden_s)
+    eps = [make_eval_patient(FAMILIES[i % len(FAMILIES)], s, **geo)
+           for i, s in enumerate(tqdm(seeds, desc="eval patients", disable=not progress))]
+    val, eps = (eps[-1], eps[:-1]) if n_val else (None, eps)
+    t_sim = time.perf_counter() - t0
+    lr_s = _pick_scratch_lr(cfg, val, bc, fs)
+    methods = ("zero_shot", "pretrained_embedding", "pretrained_finetune", "scratch", "arx", "persistence")
+    raw: dict[str, dict[float, list[dict]]] = {m: {a: [] for a in bc.amounts_s} for m in methods}
+    zs: dict[tuple[str, float], list[tuple[int, np.ndarray]]] = {}
+    bar = tqdm(total=len(eps) * len(bc.amounts_s), desc="bench", disable=not progress)
+    for i, ep in enumerate(eps):
+        e0 = infer_embedding(model, ep.series(0).data, ep.session.positions)
+        met, z = _eval_bfm(model, e0, ep, fs, bc.n_cal_windows)
+        for a in bc.amounts_s:
+            raw["zero_shot"][a].append(met)
+            zs.setdefault(("zero_shot", a), []).append((i, z))
+            ser = ep.series(a)
+            trained = (not bc.n_trained_patients or i < bc.n_trained_patients) and (
+                not bc.trained_amounts_s or a in bc.trained_amounts_s)
+            for name, mdl, mode, steps, lr in (
+                    ("pretrained_embedding", model, "embedding", bc.steps_embedding, bc.lr_embedding),
+                    ("pretrained_finetune", model, "full", bc.steps_full, bc.lr_full),
+                    ("scratch", _scratch_model(cfg, i), "full", bc.steps_scratch, lr_s)) if trained else ():
+                res = adapt(mdl, ser, mode=mode, steps=steps, lr=lr, seed=i,
+                            patient_init=e0 if mdl is model else None, **_adapt_kw(bc))
+                m_, z_ = _eval_bfm(res.model, res.embedding, ep, fs, bc.n_cal_windows)
+                raw[name][a].append(m_)
+                zs.setdefault((name, a), []).append((i, z_))
+            for name, m_ in _eval_baselines(ep, a, L, fs).items():
+                raw[name][a].append(m_)
+            bar.update(1)
+    bar.close()
+    for (name, a), zl in zs.items():
+        for m_, c in zip(raw[name][a], _consistency([z for _, z in zl], [eps[j] for j, _ in zl])):
+            m_["latent_consistency"] = c
+    results = {m: {f"{a:g}": {k: _summary([r.get(k) for r in raw[m][a]]) for k in METRICS}
+                   for a in bc.amounts_s} for m in methods}
+    out = {"config": dataclasses.asdict(bc), "checkpoint": str(ck), "model_config": cfg.to_dict(),
+           "patients": [ep.meta for ep in eps], "validation_patient": val.meta if val else None, "scratch_lr": lr_s,
+           "test_kinds": list(TEST_KINDS), "results": results, "throughput": throughput(model, eps[0], bc.n_candidates, reps=1 if quick else 3),
+           "timing_s": {"simulate": t_sim, "total": time.perf_counter() - t0}}
+    out["targets"] = _targets(results, bc)
+    return out
+
+
+def _med(results: dict, m: str, a: str, k: str) -> float:
+    v = results.get(m, {}).get(a, {}).get(k, {}).get("median")
+    return float("nan") if v is None else float(v)
+
+
+def _targets(results: dict, bc: BenchConfig) -> dict[str, Any]:
+    """The issue's targets at 2 min of adaptation (or the largest amount below it)."""
+    amts = [a for a in bc.amounts_s if a <= 120.0]
+    a = f"{max(amts):g}"
+    best = max(("pretrained_embedding", "pretrained_finetune"), key=lambda m: _med(results, m, a, "forecast_r2_160ms"))
+    f40, f160 = _med(results, best, a, "forecast_r2_40ms"), _med(results, best, a, "forecast_r2_160ms")
+    se = _med(results, best, a, "stim_effect_r2")
+    gain = f160 - _med(results, "scratch", a, "forecast_r2_160ms")
+    match = next((b for b in bc.amounts_s if _med(results, "scratch", f"{b:g}", "forecast_r2_160ms") >= f160), None)
+    return {"amount_s": float(a), "best_pretrained": best, "forecast_r2_40ms": f40, "forecast_r2_160ms": f160,
+            "stim_effect_r2": se, "gain_over_scratch_r2_160ms": gain,
+            "scratch_amount_to_match_s": match, "beats_arx_160ms": f160 > _med(results, "arx", a, "forecast_r2_160ms"),
+            "met": {"forecast_40ms>=0.85": f40 >= 0.85, "forecast_160ms>=0.6": f160 >= 0.6, "stim_effect>=0.7": se >= 0.7,
+                    "gain>=0.15": gain >= 0.15, "scratch_needs_5x": match is None or match >= 5 * float(a)}}
+
+
+def write_plot(res: dict[str, Any], path: str | Path) -> Path:
+    """PNG of the adaptation curves (median and IQR per method) for the main metrics."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ("forecast_r2_40ms", "forecast_r2_160ms", "stim_effect_r2", "coverage_90")
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6))
+    for ax, k in zip(axes, keys):
+        for m, per in res["results"].items():
+            xs, med, lo, hi = [], [], [], []
+            for a, v in per.items():
+                if v[k]["median"] is not None:
+                    xs.append(max(float(a), 3.0))
+                    med.append(v[k]["median"])
+                    lo.append(v[k]["iqr"][0])
+                    hi.append(v[k]["iqr"][1])
+            if xs:
+                ax.plot(xs, med, marker="o", label=m)
+                ax.fill_between(xs, lo, hi, alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_xlabel("adaptation data, s (0 s plotted at 3 s)")
+        ax.set_title(k)
+        ax.set_ylim(-0.5, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(json_path: str | Path, *, quick: bool = False, checkpoint: str | Path | None = None,
+         progress: bool = True) -> dict[str, Any]:
+    """Run the benchmark, write ``json_path`` and the adaptation-curve PNG next to it (same stem)."""
+    import json
+
+    res = run_surrogate_bench(quick=quick, checkpoint=checkpoint, progress=progress)
+    path = Path(json_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=1) + "\n")
+    res["plot"] = str(write_plot(res, path.with_suffix(".png")))
+    return res
+
+
+if __name__ == "__main__":  # python -m loops.bench_surrogate bench/surrogate.json [--quick]
+    import argparse
+
+    ap = argparse.ArgumentParser(description="surrogate benchmark")
+    ap.add_argument("json")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--checkpoint", default=None)
+    a = ap.parse_args()
+    main(a.json, quick=a.quick, checkpoint=a.checkpoint)

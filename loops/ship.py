@@ -1,0 +1,130 @@
+"""Package a pretraining run as the shipped checkpoint (``bfm_stim/checkpoints/default/``).
+
+``ship(run_dir)`` loads ``run_dir/model.pt``, fits the conformal calibration scales on held-out
+pretraining-cohort patients that the corpus never used, and writes ``model.pt`` (weights, config,
+calibration; no optimizer state), ``config.json`` (the model config the loading code must accept)
+and ``MODEL_CARD.md`` (command, seeds, data, objectives, timings and benchmark figures).
+
+    python -m loops.ship runs/pretrain-small [--bench bench/surrogate.json]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bfm_stim._logging import get_logger
+from bfm_stim.model.adapt import infer_embedding
+from bfm_stim.model.checkpoint import load_checkpoint, save_checkpoint
+from bfm_stim.surrogate import Surrogate
+
+__all__ = ["ship", "calibrate_on_cohort", "DEFAULT_DIR"]
+
+log = get_logger("ship")
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / "bfm_stim" / "checkpoints" / "default"
+
+
+def calibrate_on_cohort(model: Any, *, n_patients: int = 4, offset: int = 5000, windows: int = 16,
+                        rest_s: float = 20.0, probe_s: float = 40.0) -> dict[str, float]:
+    """Conformal scales from held-out pretraining-cohort patients (seeds from ``offset``, unused by the corpus).
+
+    The per-patient scales are pooled by their median.
+    """
+    import simulators
+
+    from loops.adapt import calibrate_surrogate
+    from loops.pretrain_corpus import CorpusConfig, iter_corpus
+
+    cfg = model.config
+    fams = [pid for pid, _ in simulators.list_patients()]
+    scales: dict[str, list[float]] = {"signal_scale": [], "latent_scale": []}
+    cc = CorpusConfig(source="simulators", n_patients=n_patients, rest_s=rest_s, n_trials=int(probe_s // 4), seed=offset)
+    seeds = simulators.cohort("pretrain", n_patients, offset=offset)
+    for i, s in enumerate(_series_for(cc, seeds, fams, cfg.fs)):
+        emb = infer_embedding(model, s.data[:, : s.rest_samples], s.positions)
+        sur = Surrogate(model, positions=s.positions, patient=emb)
+        cal = calibrate_surrogate(sur, s, start=s.rest_samples, n=windows, seed=i)
+        for k in scales:
+            scales[k].append(cal[k])
+    return {k: float(np.median(v)) for k, v in scales.items()} | {"level": 0.9, "n_patients": n_patients}
+
+
+def _series_for(cc: Any, seeds: list[int], fams: list[str], fs: float):
+    """Corpus-style series (rest, then probes) for explicit seeds."""
+    import simulators
+
+    from loops import pretrain_corpus as pc
+
+    orig = simulators.cohort
+    try:  # reuse the corpus generator with these seeds
+        simulators.cohort = lambda name, n, offset=0: list(seeds) + orig(name, max(n - len(seeds), 0), offset=seeds[-1] + 1)
+        yield from pc._simulated(cc, fs)
+    finally:
+        simulators.cohort = orig
+
+
+def _card(info: dict[str, Any], cal: dict[str, float], bench: dict[str, Any] | None, timings: dict[str, Any]) -> str:
+    pc = info["extra"].get("pretrain_config", {})
+    lines = ["# bfm-stim default checkpoint", "",
+             "Brain foundation model (BFM) pretrained on simulated patients; loaded by "
+             "`Surrogate.from_checkpoint()` (no path) with `torch.load(weights_only=True)`.", "",
+             "## Exact command", "", "```", "bfm-stim pretrain --config configs/pretrain-small.toml --out runs/pretrain-small",
+             "python -m loops.ship runs/pretrain-small --bench bench/surrogate.json", "```", "",
+             f"Steps trained: {info['step']}. Seeds: corpus seed {pc.get('corpus', {}).get('seed')}, "
+             f"training seed {pc.get('train', {}).get('seed')}; patients `simulators.cohort('pretrain', n)` "
+             "(seeds 0..), cycling through every registered family; seeds the simulator cannot build are skipped.", "",
+             "## Data", "", f"Corpus: `{json.dumps(pc.get('corpus', {}))}`", "",
+             "## Objectives", "", f"`{json.dumps(pc.get('loss', {}))}`", "",
+             "## Training", "", f"`{json.dumps(pc.get('train', {}))}`", "",
+             "## Timings (2 shared CPU cores)", "", f"`{json.dumps(timings)}`", "",
+             "## Calibration", "", f"Conformal scales (90 %), held-out pretraining-cohort patients: `{json.dumps(cal)}`", ""]
+    if bench:
+        lines += ["## Benchmark (`bfm-stim bench surrogate`)", "", f"Config: `{json.dumps(bench.get('config'))}`", "",
+                  f"Targets: `{json.dumps(bench.get('targets'))}`", "", f"Throughput: `{json.dumps(bench.get('throughput'))}`", "",
+                  "Missed targets (reported as measured): "
+                  + (", ".join(k for k, ok in bench.get("targets", {}).get("met", {}).items() if not ok) or "none") + ".", "",
+                  "| method | data (s) | R² 40 ms | R² 160 ms | stim-effect R² | held-out stim R² | z→hidden R² | coverage 90 % |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for m, per in bench["results"].items():
+            for a, v in per.items():
+                f = lambda k: "—" if v[k]["median"] is None else f"{v[k]['median']:.3f}"  # noqa: E731
+                lines.append(f"| {m} | {a} | {f('forecast_r2_40ms')} | {f('forecast_r2_160ms')} | {f('stim_effect_r2')} | "
+                             f"{f('stim_effect_r2_heldout')} | {f('latent_hidden_r2')} | {f('coverage_90')} |")
+    return "\n".join(lines) + "\n"
+
+
+def ship(run_dir: str | Path, dest: str | Path = DEFAULT_DIR, *, bench_json: str | Path | None = None,
+         timings: dict[str, Any] | None = None, calibrate: bool = True) -> Path:
+    """Write the shipped checkpoint directory from a pretraining run; returns ``dest``."""
+    run = Path(run_dir)
+    model, info = load_checkpoint(run / "model.pt")
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    old = dest / "model.pt"
+    cal = calibrate_on_cohort(model) if calibrate else (
+        load_checkpoint(old)[1]["extra"].get("calibration", {}) if old.exists() else {})
+    extra = dict(info["extra"], calibration=cal)
+    save_checkpoint(dest / "model.pt", model, step=info["step"], extra=extra)
+    (dest / "config.json").write_text(json.dumps(model.config.to_dict(), indent=1) + "\n")
+    bench = json.loads(Path(bench_json).read_text()) if bench_json else None
+    (dest / "MODEL_CARD.md").write_text(_card(info, cal, bench, timings or {}))
+    return dest
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="package a pretraining run as the shipped checkpoint")
+    ap.add_argument("run")
+    ap.add_argument("--dest", default=str(DEFAULT_DIR))
+    ap.add_argument("--bench", default=None)
+    ap.add_argument("--timings", default=None, help="JSON dict of measured timings for the model card")
+    ap.add_argument("--no-calibrate", action="store_true")
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    ship(a.run, a.dest, bench_json=a.bench, timings=json.loads(a.timings) if a.timings else None,
+         calibrate=not a.no_calibrate)
