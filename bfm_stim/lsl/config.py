@@ -101,6 +101,8 @@ def configure(scope: str = "machine", *, config_file: str | os.PathLike[str] | N
         ConfigError: Unknown scope, or a different scope requested after bfm-stim already created
             an LSL stream in this process (liblsl's configuration can no longer change).
     """
+    if scope not in SCOPES:
+        raise ConfigError(f"LSL scope={scope!r} is not allowed; expected one of {SCOPES}")
     if _state["sealed"] and scope != _state["scope"]:
         raise ConfigError(
             f"LSL is already in use with scope={_state['scope']!r}; call "
