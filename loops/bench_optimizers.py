@@ -185,7 +185,7 @@ def plot_regret(rows: list[dict[str, Any]], optimizers: tuple[str, ...], path: P
 
 def run_optimizer_bench(quick: bool = False, n_patients: int = 10, seeds: int = 3, budget: int = 40,
                         optimizers: tuple[str, ...] = DEFAULT_OPTIMIZERS, *, workers: int = 2,
-                        checkpoint: str | Path | None = None, png: str | Path | None = None) -> dict[str, Any]:
+                        checkpoint: str | Path | None | bool = None, png: str | Path | None = None) -> dict[str, Any]:
     """Run the benchmark and return its JSON-ready figures.
 
     Args:
@@ -195,7 +195,8 @@ def run_optimizer_bench(quick: bool = False, n_patients: int = 10, seeds: int = 
         budget: Trials per run.
         optimizers: Variants among ``VARIANTS`` (``bo`` is constraint-aware, ``bo_plain`` is not).
         workers: Processes (one patient per task).
-        checkpoint: BFM checkpoint (default the shipped one; without it the fallback objective).
+        checkpoint: BFM checkpoint (default the shipped one); ``False`` or a missing file: the fallback
+            objective (the simulators' healthy-reference band-power distance).
         png: Regret-curve figure path (default ``$BFM_STIM_CACHE/bench_optimizers.png``).
     """
     import simulators
@@ -209,7 +210,7 @@ def run_optimizer_bench(quick: bool = False, n_patients: int = 10, seeds: int = 
         from bfm_stim.exceptions import ConfigError
 
         raise ConfigError(f"unknown optimizer variant(s) {unknown}; expected among {sorted(VARIANTS)}")
-    ckpt = checkpoint_path(checkpoint)
+    ckpt = None if checkpoint is False else checkpoint_path(checkpoint)  # False: no model, reference objective
     ckpt = ckpt if ckpt is not None and ckpt.is_file() else None
     fams = ("bg-beta-v0", "cortex-jr-v0")
     per = {f: simulators.cohort("eval", (n_patients + 1) // 2) for f in fams}

@@ -7,17 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from loops.bench_optimizers import DEFAULT_OPTIMIZERS, run_optimizer_bench
+from loops.bench_optimizers import run_optimizer_bench
 
 
-@pytest.mark.slow  # not yet under 90 s on the shared 2-core machine (see report)
+SMOKE = ("random", "bo", "egreedy")  # the full set runs in `bfm-stim bench optimizers`; guided asks take ~20 s here
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_quick_bench_structure_safety_and_finite(tmp_path):
-    r = run_optimizer_bench(quick=True, png=tmp_path / "regret.png")
+    # checkpoint=False: the simulators' healthy-reference objective, so the smoke test does not pay for
+    # BFM-encoding every oracle trial; the latent objective is exercised in tests/loops/test_offline.py.
+    r = run_optimizer_bench(quick=True, optimizers=SMOKE, checkpoint=False, png=tmp_path / "regret.png")
     assert r["quick"] and r["n_patients"] == 2 and r["budget"] == 10 and r["objective"]
     assert {x["family"] for x in r["runs"]} == {"bg-beta-v0", "cortex-jr-v0"}
-    assert len(r["runs"]) == 2 * len(DEFAULT_OPTIMIZERS)
-    assert set(r["summary"]) == set(DEFAULT_OPTIMIZERS)
+    assert len(r["runs"]) == 2 * len(SMOKE)
+    assert set(r["summary"]) == set(SMOKE)
     for name, s in r["summary"].items():
         assert s["hard_violations"] == 0, name
         assert 1 <= s["trials_to_target_median"] <= 11
