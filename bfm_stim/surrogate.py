@@ -77,11 +77,15 @@ class Surrogate:
         space: stimulus space used to turn :class:`Stimulus` objects into features.
         horizon_patches: forecast horizon (default the model's).
         signal_scale, latent_scale: conformal scale factors (1.0 until :meth:`calibrate`).
+        forecaster: (C, ar_lags, >= H * patch_len) the patient's linear forecaster of ongoing
+            activity (:func:`bfm_stim.model.linear.fit_forecaster`); required when the model has a
+            linear path (``config.ar_lags > 0``), else ignored.
     """
 
     def __init__(self, model: BrainFoundationModel, *, positions: Tensor | np.ndarray, patient: Tensor | int,
                  space: StimulusSpace | None = None, horizon_patches: int | None = None,
-                 signal_scale: float = 1.0, latent_scale: float = 1.0) -> None:
+                 signal_scale: float = 1.0, latent_scale: float = 1.0,
+                 forecaster: Tensor | np.ndarray | None = None) -> None:
         self.model = model.eval()
         self.cfg = model.config
         pos = torch.as_tensor(np.asarray(positions), dtype=torch.float32)
@@ -97,6 +101,17 @@ class Surrogate:
         self.horizon = int(horizon_patches or self.cfg.horizon_patches)
         self.signal_scale, self.latent_scale = float(signal_scale), float(latent_scale)
         self.ch_names: list[str] = []
+        self.forecaster = None
+        if self.cfg.ar_lags:
+            if forecaster is None:
+                raise ValidationError("forecaster", None, "(C, ar_lags, H) coefficients: this model has a linear "
+                                      "path; fit them with PatientSeries.with_forecaster or use from_checkpoint(rest=...)")
+            fc = torch.as_tensor(np.asarray(forecaster), dtype=torch.float32)
+            need = self.horizon * self.cfg.patch_len
+            if fc.shape[:2] != (pos.shape[0], self.cfg.ar_lags) or fc.shape[2] < need:
+                raise ValidationError("forecaster", tuple(fc.shape),
+                                      f"({pos.shape[0]}, {self.cfg.ar_lags}, >= {need})")
+            self.forecaster = fc[None, :, :, :need]
         with torch.no_grad():
             self._chan_emb = model.chan_embed(pos[None])
 
@@ -113,10 +128,15 @@ class Surrogate:
         """
         from bfm_stim.model.adapt import infer_embedding
 
+        from bfm_stim.model.linear import fit_forecaster
+
         model, info = load_checkpoint(default_checkpoint() if path is None else path)
         cal = info["extra"].get("calibration", {})
         e = infer_embedding(model, rest, positions)
-        return cls(model, positions=positions, patient=e, space=space,
+        cfg = model.config
+        fc = (fit_forecaster(np.asarray(rest), lags=cfg.ar_lags, horizon=cfg.horizon_patches * cfg.patch_len)
+              if cfg.ar_lags else None)
+        return cls(model, positions=positions, patient=e, space=space, forecaster=fc,
                    signal_scale=cal.get("signal_scale", 1.0), latent_scale=cal.get("latent_scale", 1.0))
 
     @classmethod
@@ -127,7 +147,7 @@ class Surrogate:
         model, info = load_patient(path)
         cal = info["meta"].get("calibration", {})
         sur = cls(model, positions=info["positions"], patient=info["embedding"], space=space,
-                  signal_scale=cal.get("signal_scale", 1.0), latent_scale=cal.get("latent_scale", 1.0))
+                  forecaster=info.get("forecaster"), signal_scale=cal.get("signal_scale", 1.0), latent_scale=cal.get("latent_scale", 1.0))
         sur.ch_names = list(info["meta"].get("ch_names", []))
         return sur
 
@@ -197,11 +217,17 @@ class Surrogate:
         """
         s = self.stimulus_tensor(stimuli)
         z_ctx, mean, std = self.encode(context)
-        parts = [self._rollout(z_ctx[-1], s[i:i + chunk], mean, std, signal) for i in range(0, len(s), chunk)]
+        base = None
+        if signal and self.forecaster is not None:  # linear forecast of the ongoing activity, once per context
+            from bfm_stim.model.linear import linear_forecast
+            xn = (self._context(context) - mean) / std
+            base = linear_forecast(xn[None], self.forecaster[..., : s.shape[1] * self.cfg.patch_len])
+        parts = [self._rollout(z_ctx[-1], s[i:i + chunk], mean, std, signal, base)
+                 for i in range(0, len(s), chunk)]
         cat = [torch.cat([p[j] for p in parts]) if parts[0][j] is not None else None for j in range(4)]
         return Forecast(cat[0], cat[1], cat[2], cat[3], self.fs)
 
-    def _rollout(self, z0: Tensor, s: Tensor, mean: Tensor, std: Tensor, signal: bool):
+    def _rollout(self, z0: Tensor, s: Tensor, mean: Tensor, std: Tensor, signal: bool, base: Tensor | None = None):
         # The ensemble runs in latent space only; the signal is read out once, from the ensemble
         # mean (K times cheaper than decoding every head). Its predictive variance is the read-out's
         # noise variance, rescaled by the conformal factor fitted in :meth:`calibrate`.
@@ -212,6 +238,9 @@ class Surrogate:
         if not signal:
             return z, z_std, None, None
         mu, lv = self.model.read_out(z, self.patient[None], self._chan_emb)
+        extra = self.model.future_terms(s, self.patient[None], self._chan_emb, self.positions[None], base)
+        if extra is not None:
+            mu = mu + extra
         sig = mu * std + mean
         sig_std = (0.5 * lv).exp().repeat_interleave(self.cfg.patch_len, -1) * (std * self.signal_scale)
         return z, z_std, sig, sig_std

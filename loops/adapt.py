@@ -23,6 +23,7 @@ from bfm_stim.exceptions import RecordingError, ValidationError
 from bfm_stim.model.adapt import MODES, adapt, infer_embedding
 from bfm_stim.model.checkpoint import load_checkpoint, save_patient
 from bfm_stim.model.data import PatientSeries, patch_stimulus
+from bfm_stim.model.linear import fit_forecaster
 from bfm_stim.space import Stimulus, features_of
 from bfm_stim.surrogate import Surrogate, default_checkpoint
 from loops.pretrain_corpus import FEATURES_OFF, resample_to
@@ -77,6 +78,10 @@ def calibration_windows(series: PatientSeries, cfg: Any, n: int, *, start: int =
                         rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Held-out windows for :meth:`Surrogate.calibrate` from ``series.data[:, start:]``.
 
+    Windows look like the surrogate's use: about half end their context exactly at a stimulus
+    onset (the candidate is delivered at the horizon start), the rest are drawn at random with no
+    stimulus acting in their horizon.
+
     Returns: contexts (M, C, ctx * L) µV, per-patch stimulus (M, H, F), futures (M, C, H * L) µV.
     """
     rng = rng or np.random.default_rng(0)
@@ -86,7 +91,20 @@ def calibration_windows(series: PatientSeries, cfg: Any, n: int, *, start: int =
     hi = series.data.shape[1] - win
     if hi < start:
         raise ValidationError("series", series.data.shape, f"at least {start + win} samples for calibration")
-    starts = rng.integers(start, hi + 1, n)
+    on = series.onsets - ctx * L
+    on = on[(on >= start) & (on <= hi)]
+    n_on = min(len(on), n // 2)
+    starts = list(rng.choice(on, n_on, replace=False)) if n_on else []
+    active = series.stim_ids > 0
+    for _ in range(50 * n):
+        if len(starts) >= n:
+            break
+        s = int(rng.integers(start, hi + 1))
+        if not active[s + ctx * L:s + win].any():
+            starts.append(s)
+    while len(starts) < n:  # no stimulation-free horizon found: take random windows
+        starts.append(int(rng.integers(start, hi + 1)))
+    starts = np.asarray(starts, dtype=np.int64)
     x = np.stack([series.data[:, s:s + win] for s in starts])
     st = np.stack([patch_stimulus(series.stim_ids[s:s + win], series.stim_table, L) for s in starts])
     xt = torch.from_numpy(x)
@@ -139,21 +157,24 @@ def main(recording: str | Path, out: str | Path, *, checkpoint: str | Path | Non
     t = series.data.shape[1]
     split = int(0.8 * t) if t >= 5 * win else t
     cal = dict(info["extra"].get("calibration", {}))
+    fc = None
     if mode == "zero_shot" or n_steps == 0:
         tuned, emb, losses = model, infer_embedding(model, rest, series.positions), []
+        if cfg.ar_lags:
+            fc = fit_forecaster(rest, lags=cfg.ar_lags, horizon=cfg.horizon_patches * L)
     else:
         train = PatientSeries(series.data[:, :split], series.positions, series.stim_ids[:split], series.stim_table,
                               min(series.rest_samples, split), -1, -1, series.meta)
         res = adapt(model, train, mode=mode, steps=n_steps, lr=DEFAULT_LR[mode] if lr is None else lr, seed=seed)
-        tuned, emb, losses = res.model, res.embedding, res.losses
+        tuned, emb, losses, fc = res.model, res.embedding, res.losses, res.forecaster
     sur = Surrogate(tuned, positions=series.positions, patient=emb, signal_scale=cal.get("signal_scale", 1.0),
-                    latent_scale=cal.get("latent_scale", 1.0))
+                    latent_scale=cal.get("latent_scale", 1.0), forecaster=fc)
     if split < t:
         cal = calibrate_surrogate(sur, series, start=split, seed=seed)
     extra = {"mode": mode, "recording": str(recording), "checkpoint": str(ckpt_path), "steps": n_steps,
              "fs": cfg.fs, "final_loss": losses[-1] if losses else None}
     path = save_patient(out, tuned, embedding=emb, positions=series.positions, ch_names=names,
-                        calibration=cal, extra=extra)
+                        calibration=cal, extra=extra, forecaster=fc)
     summary = {**extra, "out": str(path), "n_channels": len(names), "duration_s": t / cfg.fs,
                "calibration": cal, "loss_first": losses[0] if losses else None}
     if progress:

@@ -175,12 +175,13 @@ class ArxModel:
         max_rows: time points used for the fit (random subset).
     """
 
-    def __init__(self, n_lags: int = 75, ridge: float = 1e-3, max_rows: int = 6_000) -> None:
+    def __init__(self, n_lags: int = 75, ridge: float = 1e-3, max_rows: int = 20_000) -> None:
         self.n_lags, self.ridge, self.max_rows = n_lags, ridge, max_rows
 
     def fit(self, s: PatientSeries, patch_len: int, seed: int = 0) -> "ArxModel":
         x = s.data.astype(np.float64)
-        x = (x - x.mean(1, keepdims=True)) / np.maximum(x.std(1, keepdims=True), 1e-3)
+        self.mean, self.std = x.mean(1, keepdims=True), np.maximum(x.std(1, keepdims=True), 1e-3)
+        x = (x - self.mean) / self.std
         u = s.stim_table[s.stim_ids].astype(np.float64)  # (T, F)
         t = np.arange(self.n_lags, x.shape[1])
         if len(t) > self.max_rows:
@@ -194,8 +195,13 @@ class ArxModel:
         self.coef = np.linalg.solve(g + lam * np.eye(g.shape[-1]), rhs[..., None])[..., 0]  # (C, K)
         return self
 
-    def predict(self, ctx_n: np.ndarray, stim: np.ndarray, patch_len: int) -> np.ndarray:
-        """Roll out from normalised contexts (M, C, Tc) under per-patch stimulus (M, H, F) → (M, C, H*L)."""
+    def predict(self, ctx: np.ndarray, stim: np.ndarray, patch_len: int) -> np.ndarray:
+        """Roll out from contexts (M, C, Tc) µV under per-patch stimulus (M, H, F) → (M, C, H*L),
+        normalised by each context's own statistics (as the other methods' forecasts are).
+
+        The model runs in the units it was fitted in (the fit's global normalisation)."""
+        ctx = np.asarray(ctx, np.float64)
+        ctx_n = (ctx - self.mean[None]) / self.std[None]
         m, c, _ = ctx_n.shape
         u = np.repeat(stim, patch_len, axis=1)  # (M, T, F)
         a, b, k = self.coef[:, : self.n_lags], self.coef[:, self.n_lags:-1], self.coef[:, -1]
@@ -206,4 +212,6 @@ class ArxModel:
             y = np.einsum("mcl,cl->mc", h, a) + u[:, i] @ b.T + k
             out[..., i] = y
             hist.insert(0, y)
-        return out
+        out = out * self.std[None] + self.mean[None]  # back to µV, then the context's normalisation
+        mu, sd = ctx.mean(-1, keepdims=True), np.maximum(ctx.std(-1, ddof=1, keepdims=True), 1e-3)
+        return (out - mu) / sd

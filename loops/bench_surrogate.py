@@ -4,7 +4,8 @@ On evaluation-cohort patients of every family (seeds disjoint from pretraining, 
 adaptation data of 0 s (rest only), 10 s, 30 s, 2 min and 10 min of probe stimulation, it compares
 the pretrained BFM (zero-shot; embedding + read-in/out adaptation; full fine-tuning), the same
 architecture trained from scratch (learning rate picked on a validation patient), a per-patient
-ridge ARX model and persistence. Metrics: forecast R² at 40 and 160 ms, stimulation-effect R²
+ridge ARX model, the BFM's own linear path alone (the closed-form per-patient forecaster, no
+network: what pretraining adds on top of it) and persistence. Metrics: forecast R² at 40 and 160 ms, stimulation-effect R²
 (stimulated run minus its same-noise counterfactual; all test stimuli and the held-out amplitudes,
 frequencies and contacts), linear R² from z to the hidden sources, cross-patient latent
 consistency, 90 % interval coverage, and the surrogate's throughput. Results hold the median and
@@ -70,7 +71,7 @@ class BenchConfig:
     trained_amounts_s: tuple[float, ...] = ()
 
 
-FULL = BenchConfig(n_trained_patients=4, trained_amounts_s=(10.0, 120.0, 600.0))
+FULL = BenchConfig(steps_embedding=40, steps_full=40, steps_scratch=150, trained_amounts_s=(10.0, 30.0, 120.0, 600.0))
 QUICK = BenchConfig(n_patients=2, amounts_s=(0.0, 10.0), rest_s=8.0, cal_s=8.0, n_test=4, steps_embedding=1,
                     steps_full=1, steps_scratch=1, scratch_lrs=(1e-3,), batch_size=4, n_candidates=64,
                     n_cal_windows=8, hidden_s=6.0)
@@ -78,8 +79,11 @@ QUICK = BenchConfig(n_patients=2, amounts_s=(0.0, 10.0), rest_s=8.0, cal_s=8.0, 
 
 @torch.no_grad()
 def bfm_predict(model: BrainFoundationModel, emb: torch.Tensor, pos: np.ndarray, ctx: torch.Tensor,
-                stim: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-    """Batched forecast: normalised ensemble-mean prediction (M, C, Th), its std (M, C, Th) and context latents."""
+                stim: torch.Tensor, forecaster: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """Batched forecast: normalised ensemble-mean prediction (M, C, Th), its std (M, C, Th) and context latents.
+
+    ``forecaster`` (C, lags, >= Th) is the patient's linear forecaster (needed when the model has one).
+    """
     model.eval()
     m, _, tc = ctx.shape
     cfg = model.config
@@ -90,7 +94,15 @@ def bfm_predict(model: BrainFoundationModel, emb: torch.Tensor, pos: np.ndarray,
     off = torch.as_tensor(FEATURES_OFF)[None, None].expand(m, p, -1)
     z = model.encode((ctx - mean) / std, posb, off, e)
     zr = model.rollout(z[:, -1], stim, e).mean(0)
-    mu, lv = model.read_out(zr, emb.reshape(1, -1), model.chan_embed(posb[:1]))
+    ce = model.chan_embed(posb[:1])
+    mu, lv = model.read_out(zr, emb.reshape(1, -1), ce)
+    base = None
+    if forecaster is not None:
+        from bfm_stim.model.linear import linear_forecast
+        base = linear_forecast((ctx - mean) / std, torch.as_tensor(forecaster)[None, ..., : stim.shape[1] * cfg.patch_len])
+    extra = model.future_terms(stim, emb.reshape(1, -1), ce, posb[:1], base)
+    if extra is not None:
+        mu = mu + extra
     sd = (0.5 * lv).exp().repeat_interleave(cfg.patch_len, -1)
     return mu.numpy(), sd.numpy(), z
 
@@ -137,16 +149,16 @@ def _metrics(ep: EvalPatient, pred_on: np.ndarray, pred_off: np.ndarray, sd: np.
 
 
 def _eval_bfm(model: BrainFoundationModel, emb: torch.Tensor, ep: EvalPatient, fs: float,
-              n_cal: int = 32) -> tuple[dict, np.ndarray]:
+              n_cal: int = 32, fc: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
     cfg = model.config
     pos = ep.session.positions
     off_stim = torch.as_tensor(FEATURES_OFF)[None, None].expand(len(ep.ctx), cfg.horizon_patches, -1)
-    mu_on, sd_on, _ = bfm_predict(model, emb, pos, ep.ctx, ep.stim)
-    mu_off, sd_off, _ = bfm_predict(model, emb, pos, ep.ctx, off_stim)
+    mu_on, sd_on, _ = bfm_predict(model, emb, pos, ep.ctx, ep.stim, fc)
+    mu_off, sd_off, _ = bfm_predict(model, emb, pos, ep.ctx, off_stim, fc)
     # conformal scale from the patient's calibration stretch (never used for adaptation)
     from loops.adapt import calibration_windows
     cctx, cst, cfut = calibration_windows(ep.session, cfg, n_cal, start=ep.cal_start)
-    cmu, csd, _ = bfm_predict(model, emb, pos, cctx, cst)
+    cmu, csd, _ = bfm_predict(model, emb, pos, cctx, cst, fc)
     ratio = np.abs(_norm(cctx, cfut) - cmu) / csd
     scale = float(np.quantile(ratio, 0.9) / Q90)
     met = _metrics(ep, mu_on, mu_off, np.concatenate([sd_on, sd_off]), scale, cfg.patch_len, fs)
@@ -156,12 +168,25 @@ def _eval_bfm(model: BrainFoundationModel, emb: torch.Tensor, ep: EvalPatient, f
     return met, z
 
 
-def _eval_baselines(ep: EvalPatient, amount: float, patch_len: int, fs: float) -> dict[str, dict]:
+def _forecaster(cfg: Any, series: Any, lags: int | None = None) -> np.ndarray | None:
+    """The linear forecaster fitted on the stimulation-off stretches of ``series`` (None without a linear path)."""
+    lags = cfg.ar_lags if lags is None else lags
+    if not lags:
+        return None
+    return series.with_forecaster(lags, cfg.horizon_patches * cfg.patch_len, cfg.fs).forecaster
+
+
+def _eval_baselines(ep: EvalPatient, amount: float, patch_len: int, fs: float, cfg: Any) -> dict[str, dict]:
     ctx_n = _norm(ep.ctx, ep.ctx)
     off = np.broadcast_to(FEATURES_OFF, ep.stim.shape).copy()
     arx = ArxModel().fit(ep.series(amount), patch_len)
-    res = {"arx": _metrics(ep, arx.predict(ctx_n, ep.stim.numpy(), patch_len), arx.predict(ctx_n, off, patch_len),
-                           None, None, patch_len, fs)}
+    res = {"arx": _metrics(ep, arx.predict(ep.ctx.numpy(), ep.stim.numpy(), patch_len),
+                           arx.predict(ep.ctx.numpy(), off, patch_len), None, None, patch_len, fs)}
+    # the BFM's linear path alone (no network): what the pretrained network adds on top of it
+    from bfm_stim.model.linear import linear_forecast
+    fc = _forecaster(cfg, ep.series(amount), cfg.ar_lags or 75)
+    lin = linear_forecast(torch.from_numpy(ctx_n).float(), torch.from_numpy(fc)[None]).numpy()
+    res["linear"] = _metrics(ep, lin, lin, None, None, patch_len, fs)
     last = np.repeat(ctx_n[..., -1:], ep.fut.shape[-1], -1)
     res["persistence"] = _metrics(ep, last, last, None, None, patch_len, fs)
     return res
@@ -234,7 +259,7 @@ def _pick_scratch_lr(cfg: Any, ep: EvalPatient | None, bc: BenchConfig, fs: floa
     score = {}
     for lr in bc.scratch_lrs:
         res = adapt(_scratch_model(cfg, 0), ep.series(amount), mode="full", steps=bc.steps_scratch, lr=lr, **_adapt_kw(bc))
-        met, _ = _eval_bfm(res.model, res.embedding, ep, fs, bc.n_cal_windows)
+        met, _ = _eval_bfm(res.model, res.embedding, ep, fs, bc.n_cal_windows, res.forecaster)
         score[lr] = met["forecast_r2_160ms"] + met["stim_effect_r2"]
     log.info("scratch LR sweep on validation patient: %s", score)
     return max(score, key=score.get)
@@ -280,13 +305,14 @@ def _run(bc: BenchConfig, quick: bool, checkpoint: str | Path | None, progress: 
     val, eps = (eps[-1], eps[:-1]) if n_val else (None, eps)
     t_sim = time.perf_counter() - t0
     lr_s = _pick_scratch_lr(cfg, val, bc, fs)
-    methods = ("zero_shot", "pretrained_embedding", "pretrained_finetune", "scratch", "arx", "persistence")
+    methods = ("zero_shot", "pretrained_embedding", "pretrained_finetune", "scratch", "arx", "linear", "persistence")
     raw: dict[str, dict[float, list[dict]]] = {m: {a: [] for a in bc.amounts_s} for m in methods}
     zs: dict[tuple[str, float], list[tuple[int, np.ndarray]]] = {}
     bar = tqdm(total=len(eps) * len(bc.amounts_s), desc="bench", disable=not progress)
     for i, ep in enumerate(eps):
         e0 = infer_embedding(model, ep.series(0).data, ep.session.positions)
-        met, z = _eval_bfm(model, e0, ep, fs, bc.n_cal_windows)
+        fc0 = _forecaster(cfg, ep.series(0))
+        met, z = _eval_bfm(model, e0, ep, fs, bc.n_cal_windows, fc0)
         for a in bc.amounts_s:
             raw["zero_shot"][a].append(met)
             zs.setdefault(("zero_shot", a), []).append((i, z))
@@ -299,10 +325,10 @@ def _run(bc: BenchConfig, quick: bool, checkpoint: str | Path | None, progress: 
                     ("scratch", _scratch_model(cfg, i), "full", bc.steps_scratch, lr_s)) if trained else ():
                 res = adapt(mdl, ser, mode=mode, steps=steps, lr=lr, seed=i,
                             patient_init=e0 if mdl is model else None, **_adapt_kw(bc))
-                m_, z_ = _eval_bfm(res.model, res.embedding, ep, fs, bc.n_cal_windows)
+                m_, z_ = _eval_bfm(res.model, res.embedding, ep, fs, bc.n_cal_windows, res.forecaster)
                 raw[name][a].append(m_)
                 zs.setdefault((name, a), []).append((i, z_))
-            for name, m_ in _eval_baselines(ep, a, L, fs).items():
+            for name, m_ in _eval_baselines(ep, a, L, fs, cfg).items():
                 raw[name][a].append(m_)
             bar.update(1)
     bar.close()
@@ -333,9 +359,11 @@ def _targets(results: dict, bc: BenchConfig) -> dict[str, Any]:
     se = _med(results, best, a, "stim_effect_r2")
     gain = f160 - _med(results, "scratch", a, "forecast_r2_160ms")
     match = next((b for b in bc.amounts_s if _med(results, "scratch", f"{b:g}", "forecast_r2_160ms") >= f160), None)
+    se_gain = se - _med(results, "scratch", a, "stim_effect_r2")
     return {"amount_s": float(a), "best_pretrained": best, "forecast_r2_40ms": f40, "forecast_r2_160ms": f160,
-            "stim_effect_r2": se, "gain_over_scratch_r2_160ms": gain,
+            "stim_effect_r2": se, "gain_over_scratch_r2_160ms": gain, "gain_over_scratch_stim_effect_r2": se_gain,
             "scratch_amount_to_match_s": match, "beats_arx_160ms": f160 > _med(results, "arx", a, "forecast_r2_160ms"),
+            "beats_linear_path_alone_160ms": f160 > _med(results, "linear", a, "forecast_r2_160ms"),
             "met": {"forecast_40ms>=0.85": f40 >= 0.85, "forecast_160ms>=0.6": f160 >= 0.6, "stim_effect>=0.7": se >= 0.7,
                     "gain>=0.15": gain >= 0.15, "scratch_needs_5x": match is None or match >= 5 * float(a)}}
 

@@ -88,7 +88,8 @@ _PASSTHROUGH: dict[str, Callable[[list[str]], int]] = {"serve": _serve, "play": 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from loops.pretrain import main as pretrain_main
 
-    summary = pretrain_main(args.config, args.out, resume=args.resume, steps=args.steps, progress=not args.quiet)
+    summary = pretrain_main(args.config, args.out, resume=args.resume, steps=args.steps, progress=not args.quiet,
+                            minutes=args.minutes, batch_size=args.batch_size)
     print(json.dumps(summary, indent=1, default=str))
     return 0
 
@@ -195,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="runs/pretrain", help="run folder: corpus/, checkpoints/, model.pt")
     s.add_argument("--resume", action="store_true", help="resume from OUT/checkpoints/last.pt")
     s.add_argument("--steps", type=int, default=None, help="override the number of training steps")
+    s.add_argument("--minutes", type=float, default=None,
+                   help="training time budget in minutes: the LR schedule follows it and training stops when spent")
+    s.add_argument("--batch-size", type=int, default=None, help="override train.batch_size (e.g. larger on a GPU)")
     s.set_defaults(func=_cmd_pretrain)
 
     for name, issue, help_ in (

@@ -166,11 +166,34 @@ def weights_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _lr(step: int, t: TrainConfig) -> float:
+def _lr(step: int, t: TrainConfig, time_frac: float = 0.0) -> float:
+    """Warm-up, then cosine decay to 10 % over the steps (or over the time budget, whichever runs out first)."""
     if step < t.warmup:
         return t.lr * (step + 1) / t.warmup
-    frac = (step - t.warmup) / max(1, t.steps - t.warmup)
+    frac = max((step - t.warmup) / max(1, t.steps - t.warmup), time_frac)
     return t.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def _prefetch(it: Any, depth: int = 6) -> Any:
+    """Draw batches in a background thread (numpy releases the GIL), so sampling overlaps the step."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+
+    def work() -> None:
+        try:
+            for b in it:
+                q.put(b)
+        except BaseException as err:  # noqa: BLE001 - re-raised in the consumer
+            q.put(err)
+
+    threading.Thread(target=work, daemon=True).start()
+    while True:
+        b = q.get()
+        if isinstance(b, BaseException):
+            raise b
+        yield b
 
 
 def _dist_setup() -> tuple[int, int, torch.device]:
@@ -192,7 +215,7 @@ def _dist_setup() -> tuple[int, int, torch.device]:
 
 
 def main(config_path: str | Path, out_dir: str | Path, *, resume: bool = False, steps: int | None = None,
-         progress: bool = True) -> dict[str, Any]:
+         progress: bool = True, minutes: float | None = None, batch_size: int | None = None) -> dict[str, Any]:
     """Pretrain the BFM.
 
     Args:
@@ -201,11 +224,16 @@ def main(config_path: str | Path, out_dir: str | Path, *, resume: bool = False, 
         resume: continue from ``out_dir/checkpoints/last.pt``.
         steps: override ``train.steps``.
         progress: show tqdm progress (rank 0 only).
+        minutes: training time budget (corpus excluded); the learning-rate schedule follows the
+            elapsed fraction of it and training stops when it is spent (for a fixed-length run
+            on faster hardware; the summary records the steps done).
+        batch_size: override ``train.batch_size``.
 
     Returns: summary dict (steps, final losses, parameter count, checkpoint path, windows/s).
     """
     cfg = load_config(config_path)
-    t = cfg.train if steps is None else _build(TrainConfig, {**cfg.to_dict()["train"], "steps": steps}, "train")
+    over = {k: v for k, v in (("steps", steps), ("batch_size", batch_size)) if v is not None}
+    t = _build(TrainConfig, {**cfg.to_dict()["train"], **over}, "train") if over else cfg.train
     out = Path(out_dir)
     rank, world, dev = _dist_setup()
     if t.threads:
@@ -233,21 +261,31 @@ def main(config_path: str | Path, out_dir: str | Path, *, resume: bool = False, 
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
         net = DDP(unit, find_unused_parameters=True)  # also broadcasts rank 0's weights
-    stream = iter(CorpusStream(corpus_dir, batch_size=t.batch_size, n_ctx=t.ctx_patches,
+    stream = _prefetch(CorpusStream(corpus_dir, batch_size=t.batch_size, n_ctx=t.ctx_patches,
                                n_hor=cfg.model.horizon_patches, patch_len=cfg.model.patch_len,
                                seed=t.seed + 7919 * start, rank=rank, world=world,
-                               shards_in_memory=t.shards_in_memory, max_channels=t.max_channels))
+                               shards_in_memory=t.shards_in_memory, max_channels=t.max_channels,
+                               batches_per_visit=20 * max(1, t.batch_size // 16),
+                               forecaster_lags=cfg.model.ar_lags, fs=cfg.model.fs),
+                     depth=64 if dev.type == "cuda" else 6)  # a GPU outruns shard loading: buffer more
     gen = torch.Generator(device=dev).manual_seed(t.seed * 1000 + rank + 31 * start)
     from tqdm import tqdm
     bar = tqdm(total=t.steps, initial=start, desc=f"pretrain (x{world})", unit="step",
                disable=not progress or rank != 0, dynamic_ncols=True)
     losses: dict[str, float] = {}
     t0, n_win = time.perf_counter(), 0
-    extra = {"pretrain_config": cfg.to_dict(), "world": world}
+    from dataclasses import asdict
+    extra = {"pretrain_config": {**cfg.to_dict(), "train": asdict(t)}, "world": world, "minutes": minutes,
+             "device": str(dev)}  # the train section as run (command-line overrides applied)
     model.train()
+    budget = None if minutes is None else 60.0 * float(minutes)
+    done = start
     for step in range(start, t.steps):
+        elapsed = time.perf_counter() - t0
+        if budget is not None and elapsed >= budget:
+            break
         for g in opt.param_groups:
-            g["lr"] = _lr(step, t)
+            g["lr"] = _lr(step, t, 0.0 if budget is None else elapsed / budget)
         batch = next(stream).to(dev)
         out_l = net(batch, gen)
         opt.zero_grad(set_to_none=True)
@@ -261,10 +299,21 @@ def main(config_path: str | Path, out_dir: str | Path, *, resume: bool = False, 
         bar.update(1)
         if not math.isfinite(losses["total"]):
             raise ConfigError(f"training diverged at step {step}: losses {losses}; lower train.lr")
+        done = step + 1
+        if rank == 0 and done % t.checkpoint_every == 0:  # a log line per checkpoint (tqdm may be off)
+            eta = (budget - (time.perf_counter() - t0)) if budget is not None else (t.steps - done) * (
+                (time.perf_counter() - t0) / max(done - start, 1))
+            log.info("step %d: %s | %.0f windows/s | ETA %.0f s", done,
+                     " ".join(f"{k} {v:.3f}" for k, v in losses.items()), rate, max(eta, 0.0))
         if rank == 0 and ((step + 1) % t.checkpoint_every == 0 or step + 1 == t.steps):
             save_checkpoint(ckpt_path, model, optimizer=opt, step=step + 1, extra=extra)
     bar.close()
-    summary = {"steps": t.steps, "start_step": start, "losses": losses, "n_parameters": model.n_parameters(),
+    if rank == 0 and done % t.checkpoint_every and done != t.steps:
+        save_checkpoint(ckpt_path, model, optimizer=opt, step=done, extra=extra)
+    extra["train_seconds"] = time.perf_counter() - t0
+    extra["steps_done"] = done
+    summary = {"steps": done, "steps_planned": t.steps, "train_seconds": extra["train_seconds"],
+               "batch_size": t.batch_size, "device": str(dev), "start_step": start, "losses": losses, "n_parameters": model.n_parameters(),
                "world": world, "windows_per_s": n_win / max(time.perf_counter() - t0, 1e-9),
                "checkpoint": str(ckpt_path)}
     digest = weights_digest(model)
@@ -275,7 +324,7 @@ def main(config_path: str | Path, out_dir: str | Path, *, resume: bool = False, 
     else:
         summary["rank_digests"] = [digest]
     if rank == 0:
-        save_checkpoint(out / "model.pt", model, step=t.steps, extra=extra)
+        save_checkpoint(out / "model.pt", model, step=done, extra=extra)
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
     if world > 1:
         dist.barrier()
@@ -290,8 +339,11 @@ if __name__ == "__main__":  # torchrun entry: python -m loops.pretrain CONFIG OU
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--minutes", type=float, default=None)
+    ap.add_argument("--batch-size", type=int, default=None)
     a = ap.parse_args()
-    res = main(a.config, a.out, resume=a.resume, steps=a.steps, progress=not a.no_progress)
+    res = main(a.config, a.out, resume=a.resume, steps=a.steps, progress=not a.no_progress, minutes=a.minutes,
+               batch_size=a.batch_size)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(res, indent=1))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

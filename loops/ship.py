@@ -36,6 +36,7 @@ def calibrate_on_cohort(model: Any, *, n_patients: int = 4, offset: int = 5000, 
     """
     import simulators
 
+    from bfm_stim.model.linear import fit_forecaster
     from loops.adapt import calibrate_surrogate
     from loops.pretrain_corpus import CorpusConfig, iter_corpus
 
@@ -46,7 +47,9 @@ def calibrate_on_cohort(model: Any, *, n_patients: int = 4, offset: int = 5000, 
     seeds = simulators.cohort("pretrain", n_patients, offset=offset)
     for i, s in enumerate(_series_for(cc, seeds, fams, cfg.fs)):
         emb = infer_embedding(model, s.data[:, : s.rest_samples], s.positions)
-        sur = Surrogate(model, positions=s.positions, patient=emb)
+        fc = (fit_forecaster(s.data[:, : s.rest_samples], lags=cfg.ar_lags, horizon=cfg.horizon_patches * cfg.patch_len)
+              if cfg.ar_lags else None)  # from the rest only: the probes are the calibration data
+        sur = Surrogate(model, positions=s.positions, patient=emb, forecaster=fc)
         cal = calibrate_surrogate(sur, s, start=s.rest_samples, n=windows, seed=i)
         for k in scales:
             scales[k].append(cal[k])
@@ -72,15 +75,25 @@ def _card(info: dict[str, Any], cal: dict[str, float], bench: dict[str, Any] | N
     lines = ["# bfm-stim default checkpoint", "",
              "Brain foundation model (BFM) pretrained on simulated patients; loaded by "
              "`Surrogate.from_checkpoint()` (no path) with `torch.load(weights_only=True)`.", "",
-             "## Exact command", "", "```", "bfm-stim pretrain --config configs/pretrain-small.toml --out runs/pretrain-small",
+             "## Architecture", "",
+             f"{info.get('n_parameters', '')} Forecast of the horizon = read-out of the rolled-out latents "
+             f"+ the stimulus-locked head ({info['model_config'].get('n_harmonics', 0)} harmonics of the stimulation "
+             "rate plus onset step and transients, low rank in time x space, spatial pattern from each channel's "
+             "offset to the contact) + the per-patient linear forecaster of ongoing activity "
+             f"({info['model_config'].get('ar_lags', 0)} lags, closed form from the patient's stimulation-off data, "
+             "refitted for every new patient). Model config: `" + json.dumps(info["model_config"]) + "`", "",
+             "## Exact command", "", "```",
+             info["extra"].get("command", "bfm-stim pretrain --config configs/pretrain-small.toml") + " --out runs/pretrain-small",
              "python -m loops.ship runs/pretrain-small --bench bench/surrogate.json", "```", "",
+             f"Device: {info['extra'].get('device', 'cpu')}; training {info['extra'].get('train_seconds', float('nan')):.0f} s. "
+             + info["extra"].get("note", ""), "",
              f"Steps trained: {info['step']}. Seeds: corpus seed {pc.get('corpus', {}).get('seed')}, "
              f"training seed {pc.get('train', {}).get('seed')}; patients `simulators.cohort('pretrain', n)` "
              "(seeds 0..), cycling through every registered family; seeds the simulator cannot build are skipped.", "",
              "## Data", "", f"Corpus: `{json.dumps(pc.get('corpus', {}))}`", "",
              "## Objectives", "", f"`{json.dumps(pc.get('loss', {}))}`", "",
              "## Training", "", f"`{json.dumps(pc.get('train', {}))}`", "",
-             "## Timings (2 shared CPU cores)", "", f"`{json.dumps(timings)}`", "",
+             "## Timings", "", f"`{json.dumps(timings)}`", "",
              "## Calibration", "", f"Conformal scales (90 %), held-out pretraining-cohort patients: `{json.dumps(cal)}`", ""]
     if bench:
         lines += ["## Benchmark (`bfm-stim bench surrogate`)", "", f"Config: `{json.dumps(bench.get('config'))}`", "",
@@ -111,6 +124,7 @@ def ship(run_dir: str | Path, dest: str | Path = DEFAULT_DIR, *, bench_json: str
     save_checkpoint(dest / "model.pt", model, step=info["step"], extra=extra)
     (dest / "config.json").write_text(json.dumps(model.config.to_dict(), indent=1) + "\n")
     bench = json.loads(Path(bench_json).read_text()) if bench_json else None
+    info = dict(info, n_parameters=f"{model.n_parameters():,} parameters.")
     (dest / "MODEL_CARD.md").write_text(_card(info, cal, bench, timings or {}))
     return dest
 

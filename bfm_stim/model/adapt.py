@@ -27,7 +27,7 @@ __all__ = ["MODES", "AdaptResult", "infer_embedding", "adapt", "forecast_error"]
 
 log = get_logger("adapt")
 MODES = ("zero_shot", "embedding", "full")
-_IO_MODULES = ("chan_embed", "read_in", "read_out")
+_IO_MODULES = ("chan_embed", "read_in", "read_out", "stim_locked")
 
 
 @torch.no_grad()
@@ -68,6 +68,7 @@ class AdaptResult:
         model: the adapted copy (the pretrained model is untouched).
         embedding: (d_patient,) the patient's embedding.
         mode: which adaptation ran.
+        forecaster: (C, ar_lags, H) the patient's linear forecaster (None when the model has no linear path).
         losses: total loss per step.
     """
 
@@ -75,6 +76,7 @@ class AdaptResult:
     embedding: Tensor
     mode: str
     losses: list[float] = field(default_factory=list)
+    forecaster: np.ndarray | None = None
 
 
 def adapt(model: BrainFoundationModel, series: PatientSeries | list[PatientSeries], *, mode: str = "embedding",
@@ -107,8 +109,13 @@ def adapt(model: BrainFoundationModel, series: PatientSeries | list[PatientSerie
     cfg = model.config
     e0 = patient_init if patient_init is not None else infer_embedding(model, s0.data[:, : s0.rest_samples], s0.positions)
     tuned = copy.deepcopy(model)
+    fc = None
+    if cfg.ar_lags:  # closed form, from the stimulation-off stretches of the adaptation data
+        for s in ser:
+            s.with_forecaster(cfg.ar_lags, cfg.horizon_patches * cfg.patch_len, cfg.fs)
+        fc = s0.forecaster
     if mode == "zero_shot":
-        return AdaptResult(tuned.eval(), e0, mode)
+        return AdaptResult(tuned.eval(), e0, mode, forecaster=fc)
     n_ctx = n_ctx or max(2, cfg.max_patches - cfg.horizon_patches)
     # one patient: forecast objectives only (no contrastive, masked or spectral terms), which is
     # what the surrogate is used for; measured to adapt faster than the pretraining mix
@@ -135,7 +142,7 @@ def adapt(model: BrainFoundationModel, series: PatientSeries | list[PatientSerie
     for p in tuned.parameters():
         p.requires_grad_(True)
     log.info("adapted (%s) in %d steps: loss %.4f -> %.4f", mode, steps, hist[0], hist[-1])
-    return AdaptResult(tuned.eval(), emb.detach().clone(), mode, hist)
+    return AdaptResult(tuned.eval(), emb.detach().clone(), mode, hist, fc)
 
 
 @torch.no_grad()
@@ -153,7 +160,11 @@ def forecast_error(model: BrainFoundationModel, batch: Batch, embedding: Tensor)
     e = embedding.reshape(1, -1).expand(b, -1)
     z = model.encode(xn[..., : ctx * L], batch.positions, batch.stim[:, :ctx], e, visible=batch.valid)
     zr = model.rollout(z[:, -1], batch.stim[:, ctx:], e).mean(0)
-    pred, _ = model.decode(zr, e, batch.positions)
+    ce = model.chan_embed(batch.positions)
+    pred, _ = model.decode(zr, e, chan_emb=ce)
+    extra = model.future_terms(batch.stim[:, ctx:], e, ce, batch.positions, batch.base, batch.t_on)
+    if extra is not None:
+        pred = pred + extra
     v = batch.valid[:, :, None].to(x.dtype)
     err = (((pred - xn[..., ctx * L:]) ** 2) * v).sum() / (v.sum() * pred.shape[-1])
     model.train(was)

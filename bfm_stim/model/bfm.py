@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from bfm_stim.exceptions import ModelError
 from bfm_stim.model.config import ModelConfig
 from bfm_stim.model.layers import ChannelEmbedding, LatentDynamics, ReadIn, ReadOut, StimulusEncoder
+from bfm_stim.model.stimlocked import StimLockedHead
 
 __all__ = ["BrainFoundationModel", "normalize"]
 
@@ -63,6 +64,9 @@ class BrainFoundationModel(nn.Module):
         self.rest_head = nn.Sequential(nn.LayerNorm(cfg.d_model + 1), nn.Linear(cfg.d_model + 1, cfg.d_patient))
         self.contrast_head = nn.Sequential(nn.Linear(cfg.d_latent, cfg.d_latent), nn.GELU(),
                                            nn.Linear(cfg.d_latent, 32))
+        self.stim_locked = (StimLockedHead(cfg.stim_feature_names, d_code, cfg.d_patient, cfg.d_channel,
+                                           cfg.n_harmonics, cfg.stim_rank, cfg.patch_len, cfg.fs)
+                            if cfg.n_harmonics else None)
 
     # ------------------------------------------------------------------ helpers
     def get_offset(self) -> int:
@@ -195,6 +199,29 @@ class BrainFoundationModel(nn.Module):
                 raise ModelError("decode needs positions or chan_emb")
             chan_emb = self.chan_embed(positions)
         return self.read_out(z, self.patient_embedding(patient), chan_emb)
+
+    def future_terms(self, stim: Tensor, patient: Tensor, chan_emb: Tensor, positions: Tensor,
+                     base: Tensor | None = None, t_on: Tensor | None = None) -> Tensor | None:
+        """What is added to the read-out of the rolled-out latents: the stimulus-locked response
+        (where the model has that head) and ``base``, the linear forecast of the ongoing activity
+        (:func:`bfm_stim.model.linear.linear_forecast` of the normalised context).
+
+        Args:
+            stim: (N, H, F) per-patch stimulus features of the horizon.
+            patient: (N or 1,) ids or (N or 1, d_patient).
+            chan_emb: (N or 1, C, d_channel); positions: (N or 1, C, 3) m.
+            base: (N or 1, C, H * patch_len) normalised linear forecast, or None.
+            t_on: (N, H * patch_len) samples since the acting stimulus' onset (-1 where none);
+                default: onsets on patch boundaries (what :class:`~bfm_stim.surrogate.Surrogate` proposes).
+
+        Returns: (N or 1, C, H * patch_len) normalised signal, or None when there is nothing to add.
+        """
+        out = base
+        if self.stim_locked is not None:
+            e = self.patient_embedding(patient)
+            locked = self.stim_locked(stim, self.stim_enc.code, e, chan_emb, positions, t_on)
+            out = locked if out is None else locked + out
+        return out
 
     def n_parameters(self) -> int:
         """Number of trainable parameters."""

@@ -132,7 +132,7 @@ PATIENT_FORMAT = "bfm-stim-patient"
 
 def save_patient(path: str | Path, model: BrainFoundationModel, *, embedding: torch.Tensor,
                  positions: Any, ch_names: list[str], calibration: dict[str, float] | None = None,
-                 extra: dict[str, Any] | None = None) -> Path:
+                 extra: dict[str, Any] | None = None, forecaster: Any = None) -> Path:
     """Write an adapted patient file: the tuned model, the patient's embedding, montage and calibration.
 
     Args:
@@ -143,6 +143,7 @@ def save_patient(path: str | Path, model: BrainFoundationModel, *, embedding: to
         ch_names: the C channel names, in the order of ``positions``.
         calibration: conformal scales ``{"signal_scale", "latent_scale", "level"}``.
         extra: JSON-able metadata (mode, recording, source checkpoint, losses...).
+        forecaster: (C, ar_lags, H) the patient's linear forecaster, when the model has a linear path.
     """
     path = Path(path)
     pos = torch.as_tensor(positions, dtype=torch.float32)
@@ -156,6 +157,11 @@ def save_patient(path: str | Path, model: BrainFoundationModel, *, embedding: to
     blob = {"format": PATIENT_FORMAT, "version": VERSION, "model_config": model.config.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "embedding": embedding.detach().cpu().reshape(-1).float(), "positions": pos, "meta_json": meta_json}
+    if forecaster is not None:
+        fc = torch.as_tensor(forecaster, dtype=torch.float32)
+        if fc.dim() != 3 or fc.shape[0] != len(ch_names):
+            raise CheckpointError(f"forecaster must be (C={len(ch_names)}, lags, H); got {tuple(fc.shape)}")
+        blob["forecaster"] = fc
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(blob, tmp)
@@ -166,8 +172,8 @@ def save_patient(path: str | Path, model: BrainFoundationModel, *, embedding: to
 def load_patient(path: str | Path) -> tuple[BrainFoundationModel, dict[str, Any]]:
     """Read a patient file written by :func:`save_patient` (``weights_only=True``).
 
-    Returns: (model, info) with info keys ``embedding`` (d_patient,), ``positions`` (C, 3) m and
-    ``meta`` (``ch_names``, ``calibration``, ...).
+    Returns: (model, info) with info keys ``embedding`` (d_patient,), ``positions`` (C, 3) m,
+    ``forecaster`` ((C, lags, H) or None) and ``meta`` (``ch_names``, ``calibration``, ...).
     """
     path = Path(path)
     if not path.is_file():
@@ -186,4 +192,4 @@ def load_patient(path: str | Path) -> tuple[BrainFoundationModel, dict[str, Any]
         raise CheckpointError(f"patient file {path} has an invalid model config: {err}") from err
     _load_state(model, blob["state_dict"], path)
     return model.eval(), {"embedding": blob["embedding"], "positions": blob["positions"],
-                          "meta": json.loads(blob["meta_json"])}
+                          "forecaster": blob.get("forecaster"), "meta": json.loads(blob["meta_json"])}

@@ -43,6 +43,10 @@ class ModelConfig:
         horizon_patches: Default forecast horizon, patches.
         n_train_patients: Rows of the learned patient embedding table (0: none).
         dropout: Dropout probability in the transformer.
+        ar_lags: History of the per-patient linear forecaster, samples (0: no linear path). The
+            network then predicts what the linear forecast of ongoing activity misses.
+        n_harmonics: Harmonics of the stimulation rate in the stimulus-locked head (0: no head).
+        stim_rank: Rank of the stimulus-locked head (time courses × spatial patterns).
     """
 
     fs: float = 250.0
@@ -64,12 +68,27 @@ class ModelConfig:
     horizon_patches: int = 10
     n_train_patients: int = 0
     dropout: float = 0.1
+    ar_lags: int = 0
+    n_harmonics: int = 0
+    stim_rank: int = 8
 
     def __post_init__(self) -> None:
         for name in ("patch_len", "n_stim_features", "d_model", "d_latent", "d_channel", "n_virtual",
                      "d_patient", "n_layers", "n_heads", "n_fourier", "dyn_hidden", "n_ensemble",
                      "max_patches", "horizon_patches"):
             _positive_int(name, getattr(self, name))
+        for name in ("n_train_patients", "ar_lags", "n_harmonics"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValidationError(name, v, "an integer >= 0")
+        _positive_int("stim_rank", self.stim_rank)
+        if self.n_harmonics and not {"on", "log_frequency", "contact_x", "contact_y", "contact_z",
+                                     "electrical"} <= set(self.stim_feature_names or ()):
+            raise ConfigError("n_harmonics > 0 needs stim_feature_names with on, electrical, log_frequency "
+                              "and contact_x/y/z")
+        if self.ar_lags > (self.max_patches - self.horizon_patches) * self.patch_len:
+            raise ValidationError("ar_lags", self.ar_lags,
+                                  f"at most the context length {(self.max_patches - self.horizon_patches) * self.patch_len}")
         if not isinstance(self.n_train_patients, int) or self.n_train_patients < 0:
             raise ValidationError("n_train_patients", self.n_train_patients, "an integer >= 0")
         if not (self.fs > 0):

@@ -37,6 +37,8 @@ class PatientSeries:
         patient: training patient index (row of the embedding table), -1 if none.
         group: label for contrastive alignment (same group = same regime and family), -1 if none.
         meta: JSON-able description (id, seed, family, regime, ...).
+        forecaster: optional (C, lags, H) linear forecaster of the ongoing activity
+            (:func:`bfm_stim.model.linear.fit_forecaster`; see :meth:`with_forecaster`).
     """
 
     data: np.ndarray
@@ -47,6 +49,7 @@ class PatientSeries:
     patient: int = -1
     group: int = -1
     meta: dict[str, Any] = field(default_factory=dict)
+    forecaster: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         c, t = self.data.shape
@@ -63,6 +66,35 @@ class PatientSeries:
         on = self.stim_ids > 0
         return np.flatnonzero(on[1:] & ~on[:-1]) + 1
 
+    def samples_since_onset(self) -> np.ndarray:
+        """(T,) samples since the current stimulus switched on (-1 where none acts); cached."""
+        cached = self.__dict__.get("_since_onset")
+        if cached is not None and len(cached) == len(self.stim_ids):
+            return cached
+        ids = self.stim_ids
+        t = len(ids)
+        change = np.r_[True, ids[1:] != ids[:-1]]
+        run_start = np.maximum.accumulate(np.where(change, np.arange(t), 0))
+        out = np.where(ids > 0, np.arange(t) - run_start, -1).astype(np.float32)
+        self.__dict__["_since_onset"] = out
+        return out
+
+    def off_mask(self, guard: int) -> np.ndarray:
+        """(T,) True where no stimulus acts and none ended in the last ``guard`` samples."""
+        on = self.stim_ids > 0
+        if guard > 0 and on.any():
+            on = np.convolve(on.astype(np.float32), np.ones(guard + 1, np.float32))[: len(on)] > 0
+        return ~on
+
+    def with_forecaster(self, lags: int, horizon: int, fs: float, guard_s: float = 0.5) -> "PatientSeries":
+        """Fit the linear forecaster on this series' stimulation-off stretches (in place; returns self)."""
+        from bfm_stim.model.linear import fit_forecaster
+
+        if self.forecaster is None or self.forecaster.shape[1:] != (lags, horizon):
+            self.forecaster = fit_forecaster(self.data, lags=lags, horizon=horizon,
+                                             off=self.off_mask(int(round(guard_s * fs))))
+        return self
+
 
 @dataclass
 class Batch:
@@ -77,6 +109,11 @@ class Batch:
         group: (B,) long contrastive group labels.
         rest: (B, C, T_rest) stimulation-off data of the same patient, µV.
         n_ctx: context patches; the rest of the window is the forecast horizon.
+        base: (B, C, n_hor * patch_len) the linear forecast of each window's horizon from its
+            context, normalised by the context statistics (zeros for padding channels), or None
+            when the series carry no forecaster.
+        t_on: (B, n_hor * patch_len) samples since the onset of the stimulus acting at each
+            horizon sample (-1 where none acts): the stimulus-locked head's time reference.
     """
 
     x: Tensor
@@ -87,6 +124,8 @@ class Batch:
     group: Tensor
     rest: Tensor
     n_ctx: int
+    base: Tensor | None = None
+    t_on: Tensor | None = None
 
     def to(self, device: torch.device | str) -> "Batch":
         """Move every tensor to ``device``."""
@@ -128,6 +167,13 @@ def sample_batch(series: Sequence[PatientSeries], batch_size: int, *, n_ctx: int
     stim = np.zeros((batch_size, n_ctx + n_hor, f), np.float32)
     patient = np.zeros(batch_size, np.int64)
     group = np.zeros(batch_size, np.int64)
+    fc_shape = next((s.forecaster.shape for s in series if s.forecaster is not None), None)
+    fc = None
+    if fc_shape is not None:
+        if fc_shape[2] < n_hor * patch_len:
+            raise ModelError(f"forecasters cover {fc_shape[2]} samples; the horizon needs {n_hor * patch_len}")
+        fc = np.zeros((batch_size, c_max, n_hor * patch_len), np.float32)
+    t_on = np.full((batch_size, n_hor * patch_len), -1.0, np.float32)
     for i in range(batch_size):
         s = series[int(rng.integers(len(series)))]
         c, t = s.data.shape
@@ -150,8 +196,18 @@ def sample_batch(series: Sequence[PatientSeries], batch_size: int, *, n_ctx: int
         valid[i, :c] = True
         stim[i] = patch_stimulus(s.stim_ids[start:start + win], s.stim_table, patch_len)
         patient[i], group[i] = s.patient, s.group
+        t_on[i] = s.samples_since_onset()[start + n_ctx * patch_len:start + win]
+        if fc is not None:
+            if s.forecaster is None or s.forecaster.shape[1] != fc_shape[1]:
+                raise ModelError(f"series {s.meta.get('id', '?')} has no forecaster of {fc_shape[1]} lags; "
+                                 "fit every series with PatientSeries.with_forecaster")
+            xc = x[i, :c, : n_ctx * patch_len].astype(np.float64)  # as compute_losses normalises
+            sd = np.maximum(xc.std(-1, ddof=1, keepdims=True), 1e-3)
+            hist = ((xc[:, -fc_shape[1]:] - xc.mean(-1, keepdims=True)) / sd)[:, ::-1]
+            fc[i, :c] = np.einsum("cl,clh->ch", hist, s.forecaster[chans, :, : n_hor * patch_len])
     t_ = torch.from_numpy
-    return Batch(t_(x), t_(pos), t_(valid), t_(stim), t_(patient), t_(group), t_(rest), n_ctx)
+    return Batch(t_(x), t_(pos), t_(valid), t_(stim), t_(patient), t_(group), t_(rest), n_ctx,
+                 None if fc is None else t_(fc), t_(t_on))
 
 
 class ShardWriter:
@@ -254,11 +310,16 @@ class CorpusStream:
         batches_per_visit: batches drawn before the next shards are loaded.
         onset_frac: fraction of windows aligned to a stimulus onset.
         max_channels: random channel subset per window (0: all channels).
+        forecaster_lags: fit each patient's linear forecaster with this many lags when its shard
+            is loaded (0: none); ``fs`` (Hz) sets the post-stimulus guard.
     """
 
     def __init__(self, corpus_dir: str | Path, *, batch_size: int, n_ctx: int, n_hor: int, patch_len: int,
                  seed: int = 0, rank: int = 0, world: int = 1, shards_in_memory: int = 2,
-                 batches_per_visit: int = 20, onset_frac: float = 0.5, max_channels: int = 0) -> None:
+                 batches_per_visit: int = 20, onset_frac: float = 0.5, max_channels: int = 0,
+                 forecaster_lags: int = 0, fs: float = 250.0) -> None:
+        self.forecaster_lags, self.fs = int(forecaster_lags), float(fs)
+        self._fc_cache: dict[tuple[str, int], np.ndarray] = {}
         self.dir = Path(corpus_dir)
         self.manifest = load_manifest(self.dir)
         files = [s["file"] for s in self.manifest["shards"]]
@@ -272,6 +333,18 @@ class CorpusStream:
         while True:
             order = self.rng.permutation(len(self.files))
             for i in range(0, len(order), self.shards_in_memory):
-                series = [s for j in order[i:i + self.shards_in_memory] for s in load_shard(self.dir / self.files[j])]
+                series = [s for j in order[i:i + self.shards_in_memory] for s in self._load(self.files[j])]
                 for _ in range(self.batches_per_visit):
                     yield sample_batch(series, rng=self.rng, **self.kw)
+
+    def _load(self, name: str) -> list[PatientSeries]:
+        series = load_shard(self.dir / name)
+        if self.forecaster_lags:
+            hor = self.kw["n_hor"] * self.kw["patch_len"]
+            for k, s in enumerate(series):
+                key = (name, k)
+                if key not in self._fc_cache:  # float16 cache: fitted once per patient and run
+                    s.with_forecaster(self.forecaster_lags, hor, self.fs)
+                    self._fc_cache[key] = s.forecaster.astype(np.float16)
+                s.forecaster = self._fc_cache[key].astype(np.float32)
+        return series

@@ -205,6 +205,9 @@ def compute_losses(model: BrainFoundationModel, batch: Batch, cfg: LossConfig, *
         # Multi-step rollout over the horizon from the last context latent.
         zr = m.rollout(z[:, ctx - 1], batch.stim[:, ctx:], e)  # (K, B, H, D)
         pred, lv = m.decode(zr.reshape(k * b, hor, -1), ek, chan_emb=chan_emb.repeat(k, 1, 1))
+        extra = m.future_terms(batch.stim[:, ctx:], e, chan_emb, batch.positions, batch.base, batch.t_on)
+        if extra is not None:  # stimulus-locked response + linear forecast of the ongoing activity
+            pred = pred + extra.repeat(k, 1, 1)
         tgt = x[..., ctx * L:].repeat(k, 1, 1)
         vk = vmask.repeat(k, 1, 1)
         mse = ((pred - tgt) ** 2 * vk).mean((1, 2)).view(k, b)

@@ -44,3 +44,30 @@ def test_patient_file_rejects_a_checkpoint(tmp_path):
     from bfm_stim.surrogate import default_checkpoint
     with pytest.raises(CheckpointError, match="patient file"):
         Surrogate.from_patient_file(default_checkpoint())
+
+
+def test_calibration_windows_look_like_the_surrogates_use():
+    """Half the windows end their context exactly at a stimulus onset, the rest have no stimulus in the horizon."""
+    from types import SimpleNamespace
+
+    from bfm_stim.model.data import PatientSeries
+    from loops.adapt import calibration_windows
+
+    L, ctx, hor = 25, 12, 10
+    cfg = SimpleNamespace(patch_len=L, horizon_patches=hor, max_patches=ctx + hor)
+    t = 60_000
+    ids = np.zeros(t, np.int32)
+    onsets = np.arange(5_000, t - 2_000, 1_000)
+    for o in onsets:
+        ids[o:o + 250] = 1
+    # the signal encodes the sample index, so each window's start can be read back
+    data = np.tile(np.arange(t, dtype=np.float32), (2, 1))
+    table = np.vstack([np.zeros(16), np.ones(16)]).astype(np.float32)
+    s = PatientSeries(data, np.zeros((2, 3), np.float32), ids, table, 4_000)
+    c, st, fut = calibration_windows(s, cfg, 20, start=4_000, rng=np.random.default_rng(3))
+    starts = c[:, 0, 0].numpy().astype(int)
+    horizon_on = st[..., 0].numpy() > 0
+    aligned = np.isin(starts + ctx * L, onsets)
+    assert aligned.sum() == 10 and horizon_on[aligned, 0].all()
+    assert not horizon_on[~aligned].any()
+    assert torch.equal(fut[:, 0, 0], c[:, 0, 0] + ctx * L)

@@ -9,7 +9,8 @@ import torch
 from bfm_stim.exceptions import CheckpointError, ModelError
 from bfm_stim.model import (BrainFoundationModel, CorpusStream, ModelConfig, ShardWriter, load_checkpoint,
                             load_manifest, save_checkpoint)
-from bfm_stim.model.data import load_shard
+from bfm_stim.model.data import PatientSeries, load_shard, sample_batch
+from bfm_stim.space import FEATURE_NAMES, N_FEATURES
 
 
 
@@ -80,3 +81,66 @@ def test_onset_aligned_windows_put_stimulus_in_horizon(series):
         series, 32, n_ctx=8, n_hor=4, patch_len=25, rng=np.random.default_rng(0), onset_frac=1.0)
     on = b.stim.abs().sum(-1) > 0  # (B, P)
     assert on[:, 8:].any(1).float().mean() > 0.9
+
+
+# ------------------------------------------------------------------------------- time since onset
+def _series(ids, c: int = 2) -> PatientSeries:
+    ids = np.asarray(ids, np.int32)
+    table = np.vstack([np.zeros(N_FEATURES), np.ones((int(ids.max()), N_FEATURES))]).astype(np.float32)
+    return PatientSeries(np.zeros((c, len(ids)), np.float32), np.zeros((c, 3), np.float32), ids, table, 0)
+
+
+def test_samples_since_onset_restarts_when_the_stimulus_changes():
+    s = _series([0] * 3 + [1] * 7 + [2] * 5 + [0] * 3)
+    got = s.samples_since_onset()
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, [-1] * 3 + list(range(7)) + list(range(5)) + [-1] * 3)
+    assert s.samples_since_onset() is got  # cached
+    # on from the first sample; the same stimulus again after a gap starts a new run
+    np.testing.assert_array_equal(_series([1, 1, 0, 1, 1, 1]).samples_since_onset(), [0, 1, -1, 0, 1, 2])
+    np.testing.assert_array_equal(_series([0, 0]).samples_since_onset(), [-1, -1])
+
+
+def _ramp_series(n: int = 3, seed: int = 0) -> list[PatientSeries]:
+    """Series whose signal is the sample index (every channel), so a window tells where it starts."""
+    rng = np.random.default_rng(seed)
+    i_on = FEATURE_NAMES.index("on")
+    out = []
+    for i in range(n):
+        c, t = 2 + i, 3000
+        ids = np.zeros(t, np.int32)
+        ids[1000:1250], ids[1250:1330], ids[2000:2250] = 1, 2, 2  # 1 → 2 back to back, then 2 alone
+        table = np.vstack([np.zeros(N_FEATURES), rng.random((2, N_FEATURES))]).astype(np.float32)
+        table[1:, i_on] = 1.0
+        data = np.repeat(np.arange(t, dtype=np.float32)[None], c, 0)
+        out.append(PatientSeries(data, np.zeros((c, 3), np.float32), ids, table, 900, i, 0))
+    return out
+
+
+@pytest.mark.parametrize("onset_frac", [0.5, 1.0])
+def test_batch_t_on_is_the_time_since_onset_over_the_horizon(onset_frac):
+    series = _ramp_series()
+    n_ctx, n_hor, L = 8, 4, 25
+    win = (n_ctx + n_hor) * L
+    b = sample_batch(series, 64, n_ctx=n_ctx, n_hor=n_hor, patch_len=L, rng=np.random.default_rng(1),
+                     onset_frac=onset_frac)
+    assert b.t_on.shape == (64, n_hor * L) and b.t_on.dtype == torch.float32
+    i_on = FEATURE_NAMES.index("on")
+    first = []
+    for i in range(64):
+        s = series[int(b.patient[i])]
+        start = int(b.x[i, 0, 0])
+        np.testing.assert_array_equal(b.x[i, 0].numpy(), np.arange(start, start + win))  # the start is right
+        want = s.samples_since_onset()[start + n_ctx * L:start + win]
+        np.testing.assert_array_equal(b.t_on[i].numpy(), want)
+        # the patch features' "on" is the fraction of each horizon patch the stimulus covers
+        frac = (b.t_on[i] >= 0).float().view(n_hor, L).mean(1)
+        torch.testing.assert_close(b.stim[i, n_ctx:, i_on], frac, rtol=0, atol=1e-6)
+        q = int(torch.nonzero(b.t_on[i] >= 0)[0, 0]) if (b.t_on[i] >= 0).any() else None
+        first.append(None if q is None else q - int(b.t_on[i, q]))  # where the acting run began, horizon samples
+    if onset_frac == 1.0:
+        # every window puts an onset within a patch of the horizon start, both before and after it
+        assert all(o is not None and -L <= o <= L for o in first), first
+        assert any(o < 0 for o in first) and any(o > 0 for o in first)
+    else:
+        assert sum(o is None for o in first) > 5  # random windows, many without a stimulus

@@ -37,8 +37,13 @@ def tiny_surrogate(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
     main(REPO / "configs" / "pretrain-tiny.toml", out, steps=4, progress=False)
     model, _ = load_checkpoint(out / "model.pt")
+    from bfm_stim.model.linear import fit_forecaster
+
     rng = np.random.default_rng(0)
-    return Surrogate(model, positions=rng.normal(0, 0.02, (5, 3)), patient=0)
+    cfg = model.config
+    fc = fit_forecaster(np.cumsum(rng.normal(size=(5, 3000)), 1) * 0.1 + rng.normal(size=(5, 3000)),
+                        lags=cfg.ar_lags, horizon=cfg.horizon_patches * cfg.patch_len)
+    return Surrogate(model, positions=rng.normal(0, 0.02, (5, 3)), patient=0, forecaster=fc)
 
 
 @pytest.fixture
