@@ -7,7 +7,10 @@ Both run in the same process on the same 40 observations of
   hyperparameters, qLogNEI over the safe set, ``optimize_acqf_mixed`` over the contacts, safety
   projection and checks);
 * bare: the same GP class built from scratch on the same data, ``fit_gpytorch_mll``, qLogNEI and
-  ``optimize_acqf_mixed`` over the unit box with the same restarts/raw samples, no safety handling.
+  ``optimize_acqf_mixed`` over the unit box with the same restarts/raw samples, no safety handling
+  (``bo`` optimizes the contacts' restarts in one batched run instead).
+
+Both run with the torch threads ``bo``'s ask uses (:func:`~bfm_stim.optim.base.propose_threads`).
 
 The lead wires :func:`bench_ask` into ``bfm-stim bench optimizers``.
 """
@@ -25,7 +28,7 @@ from botorch.optim import optimize_acqf_mixed
 from botorch.sampling import SobolQMCNormalSampler
 
 from bfm_stim.optim import gp as _gp
-from bfm_stim.optim.base import Outcome, stimuli_unit
+from bfm_stim.optim.base import Outcome, propose_threads, stimuli_unit
 from bfm_stim.optim.registry import make
 from bfm_stim.optim.test_problems import ContactBump
 
@@ -75,7 +78,7 @@ def bench_ask(n_obs: int = 40, repeats: int = 5, *, num_restarts: int = 4, raw_s
         t0 = time.perf_counter()
         X = stimuli_unit(space, stims[: n_obs + i])
         Y = -torch.tensor([[o.cost] for o in outs[: n_obs + i]], dtype=torch.float64)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), propose_threads():  # the threads bo's ask runs with
             warnings.simplefilter("ignore")
             model = _gp.build_gp(X, Y, cat)
             _gp.fit_gp(model)
@@ -89,4 +92,9 @@ def bench_ask(n_obs: int = 40, repeats: int = 5, *, num_restarts: int = 4, raw_s
         bare_t.append(time.perf_counter() - t0)
     bo_s, bare_s = statistics.median(bo_t), statistics.median(bare_t)
     return {"n_obs": n_obs, "repeats": repeats, "bo_s": bo_s, "bare_s": bare_s, "ratio": bo_s / bare_s,
-            "bo_all_s": bo_t, "bare_all_s": bare_t, "device": "cpu", "torch_threads": torch.get_num_threads()}
+            "bo_all_s": bo_t, "bare_all_s": bare_t, "device": "cpu", "torch_threads": _threads()}
+
+
+def _threads() -> int:
+    with propose_threads():
+        return torch.get_num_threads()

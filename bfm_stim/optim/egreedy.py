@@ -89,6 +89,7 @@ class EpsilonGreedy(Optimizer):
     def _setup(self) -> None:
         self._rng = np.random.default_rng(self.settings.seed)
         self._pool: tuple[list[Stimulus], torch.Tensor, torch.Tensor] | None = None
+        self._pool_base: tuple[Any, torch.Tensor, torch.Tensor] | None = None
 
     def pool(self) -> tuple[list[Stimulus], torch.Tensor, torch.Tensor]:
         """The candidate pool: safe stimuli, their unit-cube points ``(n_pool, dim)`` and features."""
@@ -117,7 +118,10 @@ class EpsilonGreedy(Optimizer):
     def _propose(self, n: int) -> tuple[torch.Tensor, list[Any]]:
         stims, U, F = self.pool()
         with torch.no_grad():
-            mean, std = self.corrected().predict(F)
+            if self._pool_base is None or self._pool_base[0] is not self.cost_model:
+                # the pool and the model are fixed: score the pool once, correct it every ask
+                self._pool_base = (self.cost_model, *self.cost_model.predict(F))
+            mean, std = self.corrected().correct(F, self._pool_base[1], self._pool_base[2])
         order = torch.argsort(mean, stable=True).tolist()
         taken = [stimuli_unit(self.space, [s])[0] for s in [s for s, _, _ in self._obs] + [s for s, _ in self._pending]]
         rows, tags = [], []

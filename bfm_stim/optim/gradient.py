@@ -24,10 +24,10 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from bfm_stim.exceptions import SafetyLimitError, ValidationError
-from bfm_stim.optim.base import Optimizer, OptimizerSettings, stimuli_unit
+from bfm_stim.optim.base import Optimizer, OptimizerSettings, propose_threads, stimuli_unit
 from bfm_stim.optim.registry import register
 from bfm_stim.optim.safe_set import SafeBoxMap
-from bfm_stim.optim.surrogate_cost import ConstantCost, CostModel, ResidualCorrection
+from bfm_stim.optim.surrogate_cost import ConstantCost, CostModel, ResidualCorrection, predict_mean
 from bfm_stim.space import Stimulus, StimulusSpace
 
 __all__ = ["GradientSettings", "GradientSearch", "surrogate_search", "rank_candidates"]
@@ -112,8 +112,12 @@ def surrogate_search(cost: CostModel, space: StimulusSpace, *, n_starts: int = 6
     fixed = Z.detach()[:, c].clone() if c is not None else None
     opt = torch.optim.Adam([Z], lr=lr)
     for _ in range(steps):
-        mean, std = cost.predict(space.features_from_unit(smap(Z)))
-        loss = (mean - kappa * std).sum() if kappa else mean.sum()
+        F = space.features_from_unit(smap(Z))
+        if kappa:
+            mean, std = cost.predict(F)
+            loss = (mean - kappa * std).sum()
+        else:  # the mean alone: no predictive draws
+            loss = predict_mean(cost, F).sum()
         (g,) = torch.autograd.grad(loss, Z, allow_unused=True)
         if g is None:  # the cost does not depend on the stimulus
             break
@@ -205,13 +209,14 @@ class GradientSearch(Optimizer):
                      torch.tensor([o.cost for _, o, _ in self._obs], dtype=torch.float64))
         return corr
 
-    def _search(self) -> torch.Tensor:
+    def _search(self, corrected: ResidualCorrection | None = None) -> torch.Tensor:
         st = self.settings
         seed = (st.seed * 1_000_003 + len(self._obs)) % (2**31 - 1)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            return surrogate_search(self.corrected(), self.space, n_starts=st.n_starts, steps=st.steps, lr=st.lr,
-                                    kappa=st.kappa, seed=seed, safe_map=self.safe_map)
+            return surrogate_search(self.corrected() if corrected is None else corrected, self.space,
+                                    n_starts=st.n_starts, steps=st.steps, lr=st.lr, kappa=st.kappa, seed=seed,
+                                    safe_map=self.safe_map)
 
     def rank(self, n: int = 10, *, exclude_explored: bool = False) -> list[tuple[Stimulus, float, float]]:
         """The ``n`` best distinct safe stimuli under the (corrected) cost model.
@@ -224,12 +229,13 @@ class GradientSearch(Optimizer):
             ``[(stimulus, predicted cost, predicted std), ...]``, lowest predicted cost first.
         """
         _check_int("n", n, 1)
-        U = self._search()
-        exclude = None
-        if exclude_explored and (self._obs or self._pending):
-            exclude = stimuli_unit(self.space, [s for s, _, _ in self._obs] + [s for s, _ in self._pending])
-        return rank_candidates(self.corrected(), self.space, U, n, min_distance=self.settings.min_distance,
-                               exclude=exclude)
+        with propose_threads():
+            corr = self.corrected()
+            U = self._search(corr)
+            exclude = None
+            if exclude_explored and (self._obs or self._pending):
+                exclude = stimuli_unit(self.space, [s for s, _, _ in self._obs] + [s for s, _ in self._pending])
+            return rank_candidates(corr, self.space, U, n, min_distance=self.settings.min_distance, exclude=exclude)
 
     def _propose(self, n: int) -> tuple[torch.Tensor, list[Any]]:
         picks = self.rank(n, exclude_explored=True)

@@ -21,11 +21,12 @@ from typing import Sequence
 
 import torch
 
+from bfm_stim.optim.base import propose_threads
 from bfm_stim.optim.bo import BayesOpt, BOSettings
 from bfm_stim.optim.gradient import _check_float, _check_int, rank_candidates, surrogate_search
 from bfm_stim.optim.registry import register
 from bfm_stim.optim.safe_set import SafeBoxMap
-from bfm_stim.optim.surrogate_cost import ConstantCost, CostModel, unit_cost
+from bfm_stim.optim.surrogate_cost import ConstantCost, CostModel, unit_mean
 from bfm_stim.space import Stimulus, StimulusSpace
 
 __all__ = ["GuidedSettings", "GuidedBO"]
@@ -89,20 +90,20 @@ class GuidedBO(BayesOpt):
         self.design_ranked: list[tuple[Stimulus, float, float]] = []
         if initial_design is None and isinstance(st, GuidedSettings) and space.dim > 0:
             initial_design = [s for s, _, _ in self._design_from_surrogate(space, st)]
-        f = unit_cost(self.cost_model, space)
+        f = unit_mean(self.cost_model, space)  # the predicted mean only: no predictive draws
 
         def prior_mean(X: torch.Tensor) -> torch.Tensor:
             if X.requires_grad:
-                return f(X)[0]
-            with torch.no_grad():  # training targets and baselines: no graph into the GP fit
-                return f(X)[0]
+                return f(X)
+            with torch.no_grad():  # training targets, baselines, raw samples: no graph
+                return f(X)
 
         super().__init__(space, settings, initial_design=initial_design, prior_mean=prior_mean)
 
     def _design_from_surrogate(self, space: StimulusSpace, st: GuidedSettings) -> list[tuple[Stimulus, float, float]]:
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), propose_threads():
             torch.manual_seed(st.seed)
             U = surrogate_search(self.cost_model, space, n_starts=st.n_starts, steps=st.steps, lr=st.lr,
                                  seed=st.seed, safe_map=SafeBoxMap(space))
-        self.design_ranked = rank_candidates(self.cost_model, space, U, st.n_design, min_distance=st.min_distance)
+            self.design_ranked = rank_candidates(self.cost_model, space, U, st.n_design, min_distance=st.min_distance)
         return self.design_ranked

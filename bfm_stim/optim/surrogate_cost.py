@@ -28,7 +28,8 @@ from torch import Tensor
 from bfm_stim.exceptions import ValidationError
 from bfm_stim.space import FEATURE_NAMES, N_FEATURES, StimulusSpace
 
-__all__ = ["CostModel", "SurrogateCost", "ConstantCost", "ResidualCorrection", "unit_cost", "KERNEL_FEATURES"]
+__all__ = ["CostModel", "SurrogateCost", "ConstantCost", "ResidualCorrection", "unit_cost", "unit_mean", "predict_mean",
+           "KERNEL_FEATURES"]
 
 # Features that enter the correction's kernel distance (the phase features wrap quickly with the
 # rate and "on"/"electrical" are constant within a space).
@@ -39,7 +40,11 @@ _KIDX = [FEATURE_NAMES.index(n) for n in KERNEL_FEATURES]
 
 @runtime_checkable
 class CostModel(Protocol):
-    """Predicted cost of stimulus features: ``predict((n, N_FEATURES)) -> ((n,), (n,))``, differentiable."""
+    """Predicted cost of stimulus features: ``predict((n, N_FEATURES)) -> ((n,), (n,))``, differentiable.
+
+    A model may also have ``predict_mean(features) -> (n,)``, equal to ``predict(features)[0]`` but
+    cheaper; the optimizers use it (:func:`predict_mean`) where the uncertainty is not needed.
+    """
 
     def predict(self, features: Tensor) -> tuple[Tensor, Tensor]: ...
 
@@ -58,7 +63,9 @@ class SurrogateCost:
     ``context``; the objective turns the forecast into a cost. The uncertainty is the spread of the
     objective over ``n_samples`` fixed draws from the forecast's calibrated predictive distribution
     (reparameterized, so it is differentiable and deterministic). The surrogate's weights are
-    frozen (``requires_grad=False``): gradients flow to the stimulus features only.
+    frozen (``requires_grad=False``): gradients flow to the stimulus features only. The context is
+    encoded once and reused (only the candidates are rolled out per call; the numbers are exactly
+    ``surrogate.predict``'s); :meth:`predict_mean` skips the uncertainty where it is not needed.
 
     Args:
         surrogate: A :class:`~bfm_stim.surrogate.Surrogate` bound to the patient.
@@ -86,12 +93,64 @@ class SurrogateCost:
         self.n_samples = n_samples
         self._gen = torch.Generator().manual_seed(seed)
         self._eps: dict[str, Tensor] = {}
+        self._enc: tuple[Any, tuple[Tensor, Tensor, Tensor, Tensor | None]] | None = None
+        self._params: tuple[Any, list[Tensor]] | None = None
 
     def _noise(self, key: str, shape: tuple[int, ...]) -> Tensor:
         """Fixed standard-normal draws ``(n_samples, 1, *shape)`` (the same for every candidate)."""
         if key not in self._eps or self._eps[key].shape[2:] != shape:
             self._eps[key] = torch.randn((self.n_samples, 1, *shape), generator=self._gen)
         return self._eps[key]
+
+    # --- the context, encoded once ---------------------------------------------------------------
+    def _encoding_key(self) -> Any:
+        """What the cached encoding depends on besides the (fixed) context: the weights, the patient."""
+        sur = self.surrogate
+        if self._params is None or self._params[0] is not sur.model:
+            self._params = (sur.model, list(sur.model.parameters()))
+        return (id(sur.model), [p._version for p in self._params[1]], id(sur.patient), sur.patient._version,
+                id(sur.forecaster), sur.horizon)
+
+    def _encoding(self) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """``(z0, mean, std, base)`` of the context: what ``Surrogate.predict`` recomputes on every call.
+
+        The context, the weights (frozen) and the patient are fixed, so the transformer encoding of
+        the context (and the linear forecast of the ongoing activity, for signal objectives) is
+        computed once, without a graph, and reused; it is recomputed if the weights or the
+        patient embedding change in place.
+        """
+        key = self._encoding_key()
+        if self._enc is None or self._enc[0] != key:
+            sur = self.surrogate
+            with torch.no_grad():
+                z_ctx, mean, std = sur.encode(self.context)
+                base = None
+                if self.signal and getattr(sur, "forecaster", None) is not None:
+                    from bfm_stim.model.linear import linear_forecast
+
+                    xn = (sur._context(self.context) - mean) / std
+                    base = linear_forecast(xn[None], sur.forecaster[..., : sur.horizon * sur.cfg.patch_len])
+            self._enc = (key, (z_ctx[-1].detach(), mean, std, base))
+        return self._enc[1]
+
+    def forecast(self, features: Tensor) -> Any:
+        """The surrogate's :class:`~bfm_stim.surrogate.Forecast` of held stimuli ``features (n, F)`` (float32).
+
+        Equal to ``surrogate.predict(context, features, signal=self.signal)`` (and computed that way
+        for a surrogate that is not a :class:`~bfm_stim.surrogate.Surrogate`), with the context
+        encoding cached (:meth:`_encoding`): only the candidates are rolled out.
+        """
+        from bfm_stim.surrogate import Forecast, Surrogate
+
+        sur = self.surrogate
+        if not isinstance(sur, Surrogate):
+            return sur.predict(self.context, features, signal=self.signal)
+        z0, mean, std, base = self._encoding()
+        s = sur.stimulus_tensor(features)
+        chunk = 512  # Surrogate.predict's default: the same batches, the same numbers
+        parts = [sur._rollout(z0, s[i:i + chunk], mean, std, self.signal, base) for i in range(0, len(s), chunk)]
+        cat = [torch.cat([p[j] for p in parts]) if parts[0][j] is not None else None for j in range(4)]
+        return Forecast(cat[0], cat[1], cat[2], cat[3], sur.fs)
 
     def predict(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """Predicted cost and its standard deviation, ``(n,)`` each, in ``features``' dtype.
@@ -102,7 +161,7 @@ class SurrogateCost:
         from bfm_stim.surrogate import Forecast
 
         F = _check_features(features)
-        fc = self.surrogate.predict(self.context, F.to(torch.float32), signal=self.signal)
+        fc = self.forecast(F.to(torch.float32))
         mean = self.objective(fc)
         n, k = F.shape[0], self.n_samples
         z = fc.z[None] + self._noise("z", tuple(fc.z.shape[1:])) * fc.z_std[None]
@@ -113,6 +172,27 @@ class SurrogateCost:
         draws = self.objective(Forecast(z.reshape(k * n, *fc.z.shape[1:]), fc.z_std.repeat(k, 1, 1), sig, sig_std,
                                         fc.fs)).reshape(k, n)
         return mean.to(F.dtype), draws.std(0).to(F.dtype)
+
+    def predict_mean(self, features: Tensor) -> Tensor:
+        """The ``mean`` of :meth:`predict` alone (no predictive draws), ``(n,)``, differentiable.
+
+        For a :class:`~bfm_stim.objectives.LatentTarget` (it reads the ensemble-mean latent only)
+        the latent spread is not computed either: only the rollout and its ensemble mean.
+        """
+        from bfm_stim.objectives import LatentTarget
+        from bfm_stim.surrogate import Forecast, Surrogate
+
+        F = _check_features(features)
+        sur = self.surrogate
+        if type(self.objective) is not LatentTarget or not isinstance(sur, Surrogate):
+            return self.objective(self.forecast(F.to(torch.float32))).to(F.dtype)
+        z0, _, _, _ = self._encoding()
+        s = sur.stimulus_tensor(F.to(torch.float32))
+        e = sur.patient[None]
+        chunk = 512  # as in forecast(): the z of Surrogate._rollout, chunk by chunk
+        z = torch.cat([sur.model.rollout(z0[None].expand(len(c), -1), c, e.expand(len(c), -1)).mean(0)
+                       for c in s.split(chunk)])
+        return self.objective(Forecast(z, None, None, None, sur.fs)).to(F.dtype)  # type: ignore[arg-type]
 
 
 class ConstantCost:
@@ -131,6 +211,9 @@ class ConstantCost:
         F = _check_features(features)
         zero = F[:, 0] * 0.0  # keeps the graph (and dtype) of the input
         return zero + self.value, zero + self.std
+
+    def predict_mean(self, features: Tensor) -> Tensor:
+        return _check_features(features)[:, 0] * 0.0 + self.value
 
 
 class ResidualCorrection:
@@ -170,7 +253,7 @@ class ResidualCorrection:
             self._F, self._r, self._b = None, None, 0.0
             return self
         with torch.no_grad():
-            m, _ = self.base.predict(F)
+            m = predict_mean(self.base, F)
         r = y - m.detach().to(torch.float64)
         self._F, self._b = F, float(r.sum() / (len(r) + self.shrinkage))
         self._r = r - self._b
@@ -179,17 +262,40 @@ class ResidualCorrection:
     def predict(self, features: Tensor) -> tuple[Tensor, Tensor]:
         F = _check_features(features)
         m, s = self.base.predict(F)
+        return self.correct(F, m, s)
+
+    def predict_mean(self, features: Tensor) -> Tensor:
+        """The ``mean`` of :meth:`predict` alone (the base model's mean, corrected)."""
+        F = _check_features(features)
+        return self.correct(F, predict_mean(self.base, F), None)[0]
+
+    def correct(self, features: Tensor, mean: Tensor, std: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Apply the correction to the base model's ``mean`` and ``std`` at ``features`` (e.g. cached ones)."""
+        F = features
         if self._F is None or self._r is None:
-            return m, s
+            return mean, std
         d = (F[:, None, _KIDX] - self._F[None, :, _KIDX].to(F)) / self.lengthscale
         k = torch.exp(-0.5 * (d ** 2).sum(-1))  # (n, n_obs)
         w = k.sum(-1)
         corr = self._b + (k * self._r.to(F)).sum(-1) / (self.shrinkage + w)
-        return m + corr, s * torch.sqrt(self.shrinkage / (self.shrinkage + w))
+        return mean + corr, None if std is None else std * torch.sqrt(self.shrinkage / (self.shrinkage + w))
+
+
+def predict_mean(cost: CostModel, features: Tensor) -> Tensor:
+    """``cost.predict(features)[0]``, without the uncertainty where the model can skip it (``predict_mean``)."""
+    f = getattr(cost, "predict_mean", None)
+    return f(features) if callable(f) else cost.predict(features)[0]
 
 
 def unit_cost(cost: CostModel, space: StimulusSpace) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
     """Cost of unit-cube points: ``X (n, space.dim) -> (mean (n,), std (n,))``, differentiable in ``X``."""
     def f(X: Tensor) -> tuple[Tensor, Tensor]:
         return cost.predict(space.features_from_unit(X))
+    return f
+
+
+def unit_mean(cost: CostModel, space: StimulusSpace) -> Callable[[Tensor], Tensor]:
+    """Mean cost of unit-cube points: ``X (n, space.dim) -> (n,)`` (:func:`predict_mean`), differentiable in ``X``."""
+    def f(X: Tensor) -> Tensor:
+        return predict_mean(cost, space.features_from_unit(X))
     return f

@@ -220,3 +220,76 @@ def test_registered_and_configured():
         settings_from_dict("egreedy", {"epsilon": 1.5})
     with pytest.raises(ValidationError, match="n_design"):
         settings_from_dict("guided", {"n_design": 0})
+
+
+@pytest.mark.parametrize("signal", [False, True])
+def test_surrogate_cost_cached_encoding_matches_surrogate_predict(tiny_surrogate, tiny_cost, electrical_space, signal):
+    """SurrogateCost encodes its context once; its forecasts, costs and gradients are exactly those of
+    Surrogate.predict (which re-encodes the context on every call), and an in-place weight change
+    invalidates the cached encoding."""
+    from bfm_stim.objectives import BandPowerObjective
+    from bfm_stim.surrogate import Forecast
+
+    obj = BandPowerObjective((8.0, 30.0), tiny_surrogate.fs) if signal else tiny_cost.objective
+    cost = SurrogateCost(tiny_surrogate, tiny_cost.context, obj, n_samples=4, seed=3)
+    assert cost.signal == signal
+    F = electrical_space.features_from_unit(torch.rand(5, electrical_space.dim, dtype=torch.float64,
+                                                       generator=torch.Generator().manual_seed(0)))
+    Fg = F.clone().requires_grad_(True)
+
+    def reference(feats):  # SurrogateCost.predict computed from Surrogate.predict, as before the cache
+        fc = tiny_surrogate.predict(cost.context, feats.float(), signal=signal)
+        n, k = feats.shape[0], cost.n_samples
+        z = (fc.z[None] + cost._noise("z", tuple(fc.z.shape[1:])) * fc.z_std[None]).reshape(k * n, *fc.z.shape[1:])
+        sig = None
+        if signal:
+            sig = (fc.signal[None] + cost._noise("s", tuple(fc.signal.shape[1:])) * fc.signal_std[None]
+                   ).reshape(k * n, *fc.signal.shape[1:])
+        draws = obj(Forecast(z, fc.z_std.repeat(k, 1, 1), sig, None, fc.fs)).reshape(k, n)
+        return obj(fc).double(), draws.std(0).double()
+
+    for _ in range(2):  # the second call uses the cached encoding
+        m, s = cost.predict(Fg)
+        m_ref, s_ref = reference(Fg)
+        assert torch.equal(m, m_ref) and torch.equal(s, s_ref)
+        (g,) = torch.autograd.grad(m.sum(), Fg)
+        (g_ref,) = torch.autograd.grad(m_ref.sum(), Fg)
+        assert torch.equal(g, g_ref) and g.abs().sum() > 0
+        pm = cost.predict_mean(Fg)
+        assert torch.equal(pm, m_ref.detach())
+        (g_pm,) = torch.autograd.grad(pm.sum(), Fg)
+        assert torch.equal(g_pm, g_ref)
+    fc, fc_ref = cost.forecast(F.float()), tiny_surrogate.predict(cost.context, F.float(), signal=signal)
+    assert torch.equal(fc.z, fc_ref.z) and torch.equal(fc.z_std, fc_ref.z_std)
+    if signal:
+        assert torch.equal(fc.signal, fc_ref.signal) and torch.equal(fc.signal_std, fc_ref.signal_std)
+    # an in-place change of the weights re-encodes the context
+    p = next(tiny_surrogate.model.to_latent.parameters())  # the encoder's output layer
+    orig = p.detach().clone()
+    with torch.no_grad():
+        p.mul_(1.5)
+    try:
+        m2 = cost.predict(F)[0]
+        assert torch.equal(m2, reference(F)[0]) and not torch.equal(m2, m_ref.detach())
+    finally:
+        with torch.no_grad():
+            p.copy_(orig)
+
+
+def test_propose_threads_caps_and_restores():
+    from bfm_stim.optim.base import propose_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with propose_threads(1):
+            assert torch.get_num_threads() == 1
+            with propose_threads(1):
+                assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError):
+            with propose_threads(1):
+                raise RuntimeError("boom")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
