@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from bfm_stim import __version__
 from bfm_stim.exceptions import BfmStimError, ConfigError
@@ -131,7 +131,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "optimizers":
         from loops.bench_optimizers import run_optimizer_bench
 
-        _write_json(args.json, run_optimizer_bench(quick=args.quick))
+        kw: dict[str, Any] = {k: v for k, v in (("n_patients", args.n_patients), ("seeds", args.seeds),
+                                                ("budget", args.budget), ("workers", args.workers)) if v is not None}
+        if args.optimizers:
+            kw["optimizers"] = tuple(o.strip() for o in args.optimizers.split(",") if o.strip())
+        _write_json(args.json, run_optimizer_bench(quick=args.quick, **kw))
         return 0
     if args.what == "surrogate":
         from loops.bench_surrogate import main as surrogate_bench
@@ -237,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", default=None, help="write the figures to this JSON file")
     s.add_argument("--patients", type=int, default=None, help="simulator: number of batched patients")
     s.add_argument("--quick", action="store_true", help="a smaller run for smoke tests")
+    s.add_argument("--optimizers", default=None, help="optimizers: comma-separated variants (default: all)")
+    s.add_argument("--n-patients", type=int, default=None, help="optimizers: evaluation patients (default 10)")
+    s.add_argument("--seeds", type=int, default=None, help="optimizers: seeds per patient (default 3)")
+    s.add_argument("--budget", type=int, default=None, help="optimizers: trials per run (default 40)")
+    s.add_argument("--workers", type=int, default=None, help="optimizers: worker processes (default 2)")
     s.set_defaults(func=_cmd_bench)
     return p
 

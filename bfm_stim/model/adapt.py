@@ -124,7 +124,7 @@ def adapt(model: BrainFoundationModel, series: PatientSeries | list[PatientSerie
     for name, p in tuned.named_parameters():
         p.requires_grad_(mode == "full" or name.split(".")[0] in _IO_MODULES)
     params = [emb] + [p for p in tuned.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, foreach=True)  # one fused update, not per tensor
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     tuned.train()
