@@ -223,7 +223,7 @@ def _summary(vals: list[float]) -> dict[str, Any]:
 def throughput(model: BrainFoundationModel, ep: EvalPatient, n: int, reps: int = 3) -> dict[str, float]:
     """Candidates per second of :meth:`Surrogate.predict` (1 s horizon) with and without the signal."""
     emb = infer_embedding(model, ep.series(0).data, ep.session.positions)
-    sur = Surrogate(model, positions=ep.session.positions, patient=emb)
+    sur = Surrogate(model, positions=ep.session.positions, patient=emb, forecaster=_forecaster(model.config, ep.series(0)))
     x = torch.randn(n, model.config.n_stim_features)
     prev = torch.get_num_threads()
     torch.set_num_threads(2)  # the issue's figure: candidates/s on 2 cores
@@ -308,6 +308,7 @@ def _run(bc: BenchConfig, quick: bool, checkpoint: str | Path | None, progress: 
            for i, s in enumerate(tqdm(seeds, desc="eval patients", disable=not progress))]
     val, eps = (eps[-1], eps[:-1]) if n_val else (None, eps)
     t_sim = time.perf_counter() - t0
+    speed = throughput(model, eps[0], bc.n_candidates, reps=1 if quick else 3)  # first: fail fast, quiet machine
     lr_s = _pick_scratch_lr(cfg, val, bc, fs)
     methods = ("zero_shot", "pretrained_embedding", "pretrained_finetune", "scratch", "arx", "linear", "persistence")
     raw: dict[str, dict[float, list[dict]]] = {m: {a: [] for a in bc.amounts_s} for m in methods}
@@ -343,7 +344,7 @@ def _run(bc: BenchConfig, quick: bool, checkpoint: str | Path | None, progress: 
                    for a in bc.amounts_s} for m in methods}
     out = {"config": dataclasses.asdict(bc), "checkpoint": str(ck), "model_config": cfg.to_dict(),
            "patients": [ep.meta for ep in eps], "validation_patient": val.meta if val else None, "scratch_lr": lr_s,
-           "test_kinds": list(TEST_KINDS), "results": results, "throughput": throughput(model, eps[0], bc.n_candidates, reps=1 if quick else 3),
+           "test_kinds": list(TEST_KINDS), "results": results, "throughput": speed,
            "timing_s": {"simulate": t_sim, "total": time.perf_counter() - t0}}
     out["targets"] = _targets(results, bc)
     return out
