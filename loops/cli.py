@@ -133,6 +133,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         kw: dict[str, Any] = {k: v for k, v in (("n_patients", args.n_patients), ("seeds", args.seeds),
                                                 ("budget", args.budget), ("workers", args.workers)) if v is not None}
+        if args.json:
+            kw["png"] = Path(args.json).with_suffix(".png")  # the regret curves beside the JSON
         if args.optimizers:
             kw["optimizers"] = tuple(o.strip() for o in args.optimizers.split(",") if o.strip())
         _write_json(args.json, run_optimizer_bench(quick=args.quick, **kw))
