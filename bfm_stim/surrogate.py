@@ -202,8 +202,24 @@ class Surrogate:
                               self.patient[None], chan_emb=self._chan_emb)
         return z[0], mean, std
 
+    def prepare(self, context: Tensor | np.ndarray, *, signal: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """What :meth:`predict` needs of a context besides the candidates, to reuse across calls.
+
+        Returns: ``(z0, mean, std, base)``: the last context latent (d_latent,), the context's
+        per-channel mean and std (C, 1) µV, and the linear forecast of the ongoing activity
+        (1, C, H * patch_len) normalised (None without a linear path or when ``signal`` is False).
+        """
+        z_ctx, mean, std = self.encode(context)
+        base = None
+        if signal and self.forecaster is not None:
+            from bfm_stim.model.linear import linear_forecast
+            xn = (self._context(context) - mean) / std
+            base = linear_forecast(xn[None], self.forecaster[..., : self.horizon * self.cfg.patch_len])
+        return z_ctx[-1], mean, std, base
+
     def predict(self, context: Tensor | np.ndarray, stimuli: Sequence[Stimulus] | Tensor, *,
-                signal: bool = True, chunk: int = 512) -> Forecast:
+                signal: bool = True, chunk: int = 512,
+                prepared: tuple[Tensor, Tensor, Tensor, Tensor | None] | None = None) -> Forecast:
         """Forecast the response to each candidate stimulus.
 
         Args:
@@ -212,18 +228,13 @@ class Surrogate:
             stimuli: N :class:`Stimulus` objects, or features (N, F) / (N, H, F) (differentiable).
             signal: also read out the channel signal (skip for latent-only objectives: faster).
             chunk: candidates per internal batch.
+            prepared: :meth:`prepare` of this ``context`` (same ``signal``), to skip re-encoding it.
 
         Returns: :class:`Forecast` with N candidates.
         """
         s = self.stimulus_tensor(stimuli)
-        z_ctx, mean, std = self.encode(context)
-        base = None
-        if signal and self.forecaster is not None:  # linear forecast of the ongoing activity, once per context
-            from bfm_stim.model.linear import linear_forecast
-            xn = (self._context(context) - mean) / std
-            base = linear_forecast(xn[None], self.forecaster[..., : s.shape[1] * self.cfg.patch_len])
-        parts = [self._rollout(z_ctx[-1], s[i:i + chunk], mean, std, signal, base)
-                 for i in range(0, len(s), chunk)]
+        z0, mean, std, base = prepared if prepared is not None else self.prepare(context, signal=signal)
+        parts = [self._rollout(z0, s[i:i + chunk], mean, std, signal, base) for i in range(0, len(s), chunk)]
         cat = [torch.cat([p[j] for p in parts]) if parts[0][j] is not None else None for j in range(4)]
         return Forecast(cat[0], cat[1], cat[2], cat[3], self.fs)
 

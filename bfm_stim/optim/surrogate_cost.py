@@ -121,16 +121,9 @@ class SurrogateCost:
         """
         key = self._encoding_key()
         if self._enc is None or self._enc[0] != key:
-            sur = self.surrogate
             with torch.no_grad():
-                z_ctx, mean, std = sur.encode(self.context)
-                base = None
-                if self.signal and getattr(sur, "forecaster", None) is not None:
-                    from bfm_stim.model.linear import linear_forecast
-
-                    xn = (sur._context(self.context) - mean) / std
-                    base = linear_forecast(xn[None], sur.forecaster[..., : sur.horizon * sur.cfg.patch_len])
-            self._enc = (key, (z_ctx[-1].detach(), mean, std, base))
+                z0, mean, std, base = self.surrogate.prepare(self.context, signal=self.signal)
+            self._enc = (key, (z0.detach(), mean, std, base))
         return self._enc[1]
 
     def forecast(self, features: Tensor) -> Any:
@@ -140,17 +133,12 @@ class SurrogateCost:
         for a surrogate that is not a :class:`~bfm_stim.surrogate.Surrogate`), with the context
         encoding cached (:meth:`_encoding`): only the candidates are rolled out.
         """
-        from bfm_stim.surrogate import Forecast, Surrogate
+        from bfm_stim.surrogate import Surrogate
 
         sur = self.surrogate
         if not isinstance(sur, Surrogate):
             return sur.predict(self.context, features, signal=self.signal)
-        z0, mean, std, base = self._encoding()
-        s = sur.stimulus_tensor(features)
-        chunk = 512  # Surrogate.predict's default: the same batches, the same numbers
-        parts = [sur._rollout(z0, s[i:i + chunk], mean, std, self.signal, base) for i in range(0, len(s), chunk)]
-        cat = [torch.cat([p[j] for p in parts]) if parts[0][j] is not None else None for j in range(4)]
-        return Forecast(cat[0], cat[1], cat[2], cat[3], sur.fs)
+        return sur.predict(self.context, features, signal=self.signal, prepared=self._encoding())
 
     def predict(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """Predicted cost and its standard deviation, ``(n,)`` each, in ``features``' dtype.
