@@ -21,12 +21,22 @@ __all__ = ["LatentTarget", "band_power", "BandPowerObjective", "energy_penalty",
 
 
 def _latent_of(x: "Forecast | Tensor") -> Tensor:
-    return x if isinstance(x, Tensor) else x.z
+    """The latents a target compares: a tensor as given; of a forecast, the predicted response
+    latents (the frame :meth:`Surrogate.latents` measures) where the model has a response head,
+    else the rolled-out latents."""
+    if isinstance(x, Tensor):
+        return x
+    r = getattr(x, "response", None)
+    return x.z if r is None else r
 
 
 @dataclass(frozen=True)
 class LatentTarget:
     """A desired latent state; cost = weighted squared distance, averaged over the horizon.
+
+    Targets are read with :meth:`~bfm_stim.surrogate.Surrogate.latents` (a recording normalised by
+    its own statistics, stimulus input off), and so is a measured trial; a forecast is compared
+    through its ``response`` latents, the model's prediction of exactly that reading.
 
     Attributes:
         z: (D,) target latent.

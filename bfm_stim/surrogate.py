@@ -50,6 +50,10 @@ class Forecast:
         signal: (N, C, H * patch_len) predicted signal, µV.
         signal_std: (N, C, H * patch_len) calibrated predictive standard deviation, µV.
         fs: sampling rate of ``signal``, Hz.
+        response: (N, H, d_latent) the encoder latents the recorded response is predicted to have
+            (what :meth:`Surrogate.latents` will read from it, so what a latent objective
+            measures); None for a model without a response head.
+        response_std: (N, H, d_latent) calibrated standard deviation of ``response`` (or None).
     """
 
     z: Tensor
@@ -57,6 +61,8 @@ class Forecast:
     signal: Tensor | None
     signal_std: Tensor | None
     fs: float
+    response: Tensor | None = None
+    response_std: Tensor | None = None
 
     def interval(self, level: float = 0.9) -> tuple[Tensor, Tensor]:
         """Central ``level`` predictive interval of the signal, µV: (lower, upper), each (N, C, T)."""
@@ -76,7 +82,7 @@ class Surrogate:
             or an int row of the training table.
         space: stimulus space used to turn :class:`Stimulus` objects into features.
         horizon_patches: forecast horizon (default the model's).
-        signal_scale, latent_scale: conformal scale factors (1.0 until :meth:`calibrate`).
+        signal_scale, latent_scale, response_scale: conformal scale factors (1.0 until :meth:`calibrate`).
         forecaster: (C, ar_lags, >= H * patch_len) the patient's linear forecaster of ongoing
             activity (:func:`bfm_stim.model.linear.fit_forecaster`); required when the model has a
             linear path (``config.ar_lags > 0``), else ignored.
@@ -85,7 +91,7 @@ class Surrogate:
     def __init__(self, model: BrainFoundationModel, *, positions: Tensor | np.ndarray, patient: Tensor | int,
                  space: StimulusSpace | None = None, horizon_patches: int | None = None,
                  signal_scale: float = 1.0, latent_scale: float = 1.0,
-                 forecaster: Tensor | np.ndarray | None = None) -> None:
+                 forecaster: Tensor | np.ndarray | None = None, response_scale: float = 1.0) -> None:
         self.model = model.eval()
         self.cfg = model.config
         pos = torch.as_tensor(np.asarray(positions), dtype=torch.float32)
@@ -100,6 +106,7 @@ class Surrogate:
         self.space = space
         self.horizon = int(horizon_patches or self.cfg.horizon_patches)
         self.signal_scale, self.latent_scale = float(signal_scale), float(latent_scale)
+        self.response_scale = float(response_scale)
         self.ch_names: list[str] = []
         self.forecaster = None
         if self.cfg.ar_lags:
@@ -137,7 +144,8 @@ class Surrogate:
         fc = (fit_forecaster(np.asarray(rest), lags=cfg.ar_lags, horizon=cfg.horizon_patches * cfg.patch_len)
               if cfg.ar_lags else None)
         return cls(model, positions=positions, patient=e, space=space, forecaster=fc,
-                   signal_scale=cal.get("signal_scale", 1.0), latent_scale=cal.get("latent_scale", 1.0))
+                   signal_scale=cal.get("signal_scale", 1.0), latent_scale=cal.get("latent_scale", 1.0),
+                   response_scale=cal.get("response_scale", 1.0))
 
     @classmethod
     def from_patient_file(cls, path: str | Path, *, space: StimulusSpace | None = None) -> "Surrogate":
@@ -147,7 +155,8 @@ class Surrogate:
         model, info = load_patient(path)
         cal = info["meta"].get("calibration", {})
         sur = cls(model, positions=info["positions"], patient=info["embedding"], space=space,
-                  forecaster=info.get("forecaster"), signal_scale=cal.get("signal_scale", 1.0), latent_scale=cal.get("latent_scale", 1.0))
+                  forecaster=info.get("forecaster"), signal_scale=cal.get("signal_scale", 1.0),
+                  latent_scale=cal.get("latent_scale", 1.0), response_scale=cal.get("response_scale", 1.0))
         sur.ch_names = list(info["meta"].get("ch_names", []))
         return sur
 
@@ -235,8 +244,8 @@ class Surrogate:
         s = self.stimulus_tensor(stimuli)
         z0, mean, std, base = prepared if prepared is not None else self.prepare(context, signal=signal)
         parts = [self._rollout(z0, s[i:i + chunk], mean, std, signal, base) for i in range(0, len(s), chunk)]
-        cat = [torch.cat([p[j] for p in parts]) if parts[0][j] is not None else None for j in range(4)]
-        return Forecast(cat[0], cat[1], cat[2], cat[3], self.fs)
+        cat = [torch.cat([p[j] for p in parts]) if parts[0][j] is not None else None for j in range(6)]
+        return Forecast(cat[0], cat[1], cat[2], cat[3], self.fs, cat[4], cat[5])
 
     def _rollout(self, z0: Tensor, s: Tensor, mean: Tensor, std: Tensor, signal: bool, base: Tensor | None = None):
         # The ensemble runs in latent space only; the signal is read out once, from the ensemble
@@ -246,15 +255,20 @@ class Surrogate:
         zk = self.model.rollout(z0[None].expand(n, -1), s, self.patient[None].expand(n, -1))  # (K, N, H, D)
         z = zk.mean(0)
         z_std = ((zk - z).square().mean(0) + 1e-8).sqrt() * self.latent_scale  # = var(0), far faster on CPU
+        r = r_std = None
+        if self.model.response is not None:  # one response prediction per dynamics head: its spread
+            rk = self.model.response_latents(zk, s, self.patient[None], z0[None])
+            r = rk.mean(0)
+            r_std = ((rk - r).square().mean(0) + 1e-8).sqrt() * self.response_scale
         if not signal:
-            return z, z_std, None, None
+            return z, z_std, None, None, r, r_std
         mu, lv = self.model.read_out(z, self.patient[None], self._chan_emb)
         extra = self.model.future_terms(s, self.patient[None], self._chan_emb, self.positions[None], base)
         if extra is not None:
             mu = mu + extra
         sig = mu * std + mean
         sig_std = (0.5 * lv).exp().repeat_interleave(self.cfg.patch_len, -1) * (std * self.signal_scale)
-        return z, z_std, sig, sig_std
+        return z, z_std, sig, sig_std, r, r_std
 
     # ------------------------------------------------------------------ calibration
     @torch.no_grad()
@@ -267,13 +281,14 @@ class Surrogate:
             futures: (M, C, H * patch_len) µV, what was then recorded.
             level: target coverage in (0, 1).
 
-        Returns: ``{"signal_scale", "latent_scale", "level"}`` (also stored on the surrogate).
+        Returns: ``{"signal_scale", "latent_scale", "level"}`` and, for a model with a response head,
+        ``"response_scale"`` (against :meth:`latents` of each future); also stored on the surrogate.
         """
         if not 0 < level < 1:
             raise ValidationError("level", level, "a coverage in (0, 1)")
         q = _z_quantile(level)
-        self.signal_scale = self.latent_scale = 1.0
-        r_sig, r_lat = [], []
+        self.signal_scale = self.latent_scale = self.response_scale = 1.0
+        r_sig, r_lat, r_resp = [], [], []
         for ctx, s, fut in zip(contexts, stimuli, futures):
             fc = self.predict(ctx, s[None])
             r_sig.append(((fut[None] - fc.signal).abs() / fc.signal_std).flatten())
@@ -284,10 +299,17 @@ class Surrogate:
             z_true = self._encode_full(full[:, -keep:], stim_all[:, -keep // self.cfg.patch_len:],
                                        cx.mean(-1, keepdim=True), cx.std(-1, keepdim=True).clamp_min(1e-3))
             r_lat.append(((z_true[-self.horizon:] - fc.z[0]).abs() / fc.z_std[0]).flatten())
+            if fc.response is not None:
+                r_true = self.latents(fut)
+                h = min(len(r_true), self.horizon)
+                r_resp.append(((r_true[:h] - fc.response[0, :h]).abs() / fc.response_std[0, :h]).flatten())
         k = math.ceil((len(torch.cat(r_sig)) + 1) * level) / len(torch.cat(r_sig))
         self.signal_scale = float(torch.quantile(torch.cat(r_sig), min(k, 1.0)) / q)
         self.latent_scale = float(torch.quantile(torch.cat(r_lat), level) / q)
-        return {"signal_scale": self.signal_scale, "latent_scale": self.latent_scale, "level": level}
+        out = {"signal_scale": self.signal_scale, "latent_scale": self.latent_scale, "level": level}
+        if r_resp:
+            self.response_scale = out["response_scale"] = float(torch.quantile(torch.cat(r_resp), level) / q)
+        return out
 
     def _encode_full(self, x: Tensor, stim: Tensor, mean: Tensor, std: Tensor) -> Tensor:
         return self.model.encode(((x - mean) / std)[None], self.positions[None], stim, self.patient[None],

@@ -168,7 +168,8 @@ def main(recording: str | Path, out: str | Path, *, checkpoint: str | Path | Non
         res = adapt(model, train, mode=mode, steps=n_steps, lr=DEFAULT_LR[mode] if lr is None else lr, seed=seed)
         tuned, emb, losses, fc = res.model, res.embedding, res.losses, res.forecaster
     sur = Surrogate(tuned, positions=series.positions, patient=emb, signal_scale=cal.get("signal_scale", 1.0),
-                    latent_scale=cal.get("latent_scale", 1.0), forecaster=fc)
+                    latent_scale=cal.get("latent_scale", 1.0), response_scale=cal.get("response_scale", 1.0),
+                    forecaster=fc)
     if split < t:
         cal = calibrate_surrogate(sur, series, start=split, seed=seed)
     extra = {"mode": mode, "recording": str(recording), "checkpoint": str(ckpt_path), "steps": n_steps,

@@ -43,6 +43,8 @@ def calibrate_on_cohort(model: Any, *, n_patients: int = 4, offset: int = 5000, 
     cfg = model.config
     fams = [pid for pid, _ in simulators.list_patients()]
     scales: dict[str, list[float]] = {"signal_scale": [], "latent_scale": []}
+    if cfg.response_hidden:
+        scales["response_scale"] = []
     cc = CorpusConfig(source="simulators", n_patients=n_patients, rest_s=rest_s, n_trials=int(probe_s // 4), seed=offset)
     seeds = simulators.cohort("pretrain", n_patients, offset=offset)
     for i, s in enumerate(_series_for(cc, seeds, fams, cfg.fs)):

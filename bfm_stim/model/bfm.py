@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from bfm_stim.exceptions import ModelError
 from bfm_stim.model.config import ModelConfig
 from bfm_stim.model.layers import ChannelEmbedding, LatentDynamics, ReadIn, ReadOut, StimulusEncoder
+from bfm_stim.model.response import ResponseHead
 from bfm_stim.model.stimlocked import StimLockedHead
 
 __all__ = ["BrainFoundationModel", "normalize"]
@@ -67,6 +68,8 @@ class BrainFoundationModel(nn.Module):
         self.stim_locked = (StimLockedHead(cfg.stim_feature_names, d_code, cfg.d_patient, cfg.d_channel,
                                            cfg.n_harmonics, cfg.stim_rank, cfg.patch_len, cfg.fs)
                             if cfg.n_harmonics else None)
+        self.response = (ResponseHead(cfg.d_latent, d_code, cfg.d_patient, cfg.response_hidden)
+                         if cfg.response_hidden else None)
 
     # ------------------------------------------------------------------ helpers
     def get_offset(self) -> int:
@@ -222,6 +225,28 @@ class BrainFoundationModel(nn.Module):
             locked = self.stim_locked(stim, self.stim_enc.code, e, chan_emb, positions, t_on)
             out = locked if out is None else locked + out
         return out
+
+    def response_latents(self, zk: Tensor, stim: Tensor, patient: Tensor, z0: Tensor) -> Tensor:
+        """The encoder latents the recorded response will have (:class:`~bfm_stim.model.response.ResponseHead`).
+
+        Args:
+            zk: (K, N, H, d_latent) rolled-out latents of every dynamics head (:meth:`rollout`).
+            stim: (N, H, F) stimulus features of the horizon.
+            patient: (N or 1,) ids or (N or 1, d_patient).
+            z0: (N or 1, d_latent) last context latent.
+
+        Returns: (K, N, H, d_latent), one prediction per dynamics head.
+        """
+        if self.response is None:
+            raise ModelError("this model has no response head (config.response_hidden = 0)")
+        k, n, h, d = zk.shape
+        held = h > 1 and stim.stride(1) == 0
+        code = self.stim_enc.code(stim[:, :1] if held else stim)  # (N, 1 or H, d_code)
+        code = code[None].expand(k, -1, -1, -1).reshape(k * n, code.shape[1], -1)
+        e = self.patient_embedding(patient).reshape(-1, self.config.d_patient)
+        e = e.expand(n, -1)[None].expand(k, -1, -1).reshape(k * n, -1)
+        z0 = z0.reshape(-1, d).expand(n, -1)[None].expand(k, -1, -1).reshape(k * n, d)
+        return self.response(zk.reshape(k * n, h, d), code, e, z0).view(k, n, h, d)
 
     def n_parameters(self) -> int:
         """Number of trainable parameters."""

@@ -47,6 +47,9 @@ class ModelConfig:
             network then predicts what the linear forecast of ongoing activity misses.
         n_harmonics: Harmonics of the stimulation rate in the stimulus-locked head (0: no head).
         stim_rank: Rank of the stimulus-locked head (time courses × spatial patterns).
+        response_hidden: Hidden width of the response head, which predicts the encoder latents a
+            recorded response will have (what latent objectives measure; 0: no head, latent
+            objectives then read the rolled-out latents).
     """
 
     fs: float = 250.0
@@ -71,13 +74,14 @@ class ModelConfig:
     ar_lags: int = 0
     n_harmonics: int = 0
     stim_rank: int = 8
+    response_hidden: int = 0
 
     def __post_init__(self) -> None:
         for name in ("patch_len", "n_stim_features", "d_model", "d_latent", "d_channel", "n_virtual",
                      "d_patient", "n_layers", "n_heads", "n_fourier", "dyn_hidden", "n_ensemble",
                      "max_patches", "horizon_patches"):
             _positive_int(name, getattr(self, name))
-        for name in ("n_train_patients", "ar_lags", "n_harmonics"):
+        for name in ("n_train_patients", "ar_lags", "n_harmonics", "response_hidden"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValidationError(name, v, "an integer >= 0")

@@ -15,6 +15,7 @@ from torch import Tensor
 from bfm_stim.exceptions import ConfigError, ValidationError
 from bfm_stim.model.bfm import BrainFoundationModel
 from bfm_stim.model.data import Batch
+from bfm_stim.model.response import response_targets
 
 __all__ = ["LossConfig", "LossModule", "compute_losses", "spectral_loss", "supcon_loss", "gaussian_nll"]
 
@@ -28,6 +29,8 @@ class LossConfig:
         spectral_weight: weight of the log-magnitude spectrum term of the forecast.
         nll_weight: weight of the Gaussian NLL that trains the predicted variance.
         latent_weight: rolled-out latents match the encoder's latents of the true future.
+        response_weight: the response head (models with one) matches the latents that
+            ``Surrogate.latents`` reads from the true future alone (what latent objectives measure).
         masked: masked modelling with ``time_mask_ratio`` patches and ``channel_mask_ratio`` channels hidden.
         contrastive: supervised-contrastive alignment of window latents across patients.
         temperature: InfoNCE temperature.
@@ -41,6 +44,7 @@ class LossConfig:
     spectral_weight: float = 0.2
     nll_weight: float = 0.1
     latent_weight: float = 0.5
+    response_weight: float = 0.5
     masked: bool = True
     masked_weight: float = 0.5
     time_mask_ratio: float = 0.15
@@ -134,7 +138,7 @@ def compute_losses(model: BrainFoundationModel, batch: Batch, cfg: LossConfig, *
         patient_override: (d_patient,) embedding used for every window (adaptation to one patient).
 
     Returns: dict of scalar losses (``masked``, ``forecast``, ``spectral``, ``nll``, ``latent``,
-    ``contrastive``, ``embed`` as enabled) and ``total``.
+    ``response``, ``contrastive``, ``embed`` as enabled) and ``total``.
     """
     m = model
     mc = m.config
@@ -214,6 +218,12 @@ def compute_losses(model: BrainFoundationModel, batch: Batch, cfg: LossConfig, *
         spec = (spectral_loss(pred, tgt) * vk[..., 0]).mean(1).view(k, b)
         nll = (gaussian_nll(pred, lv, tgt, L) * vk).mean((1, 2)).view(k, b)
         lat = ((zr - z[None, :, ctx:].detach()) ** 2).mean((2, 3))
+        resp = None
+        if m.response is not None and cfg.response_weight > 0:
+            tgt_r = response_targets(m, batch.x[..., ctx * L:], batch.positions, e.detach(), visible=valid,
+                                     chan_emb=chan_emb.detach())
+            r = m.response_latents(zr, batch.stim[:, ctx:], e, z[:, ctx - 1])
+            resp = ((r - tgt_r[None]) ** 2).mean((2, 3))
         wsum = keep.sum().clamp_min(1.0)
         out["forecast"] = ((mse + 0.5 * err1) * keep).sum() / wsum
         out["spectral"] = (spec * keep).sum() / wsum
@@ -221,6 +231,9 @@ def compute_losses(model: BrainFoundationModel, batch: Batch, cfg: LossConfig, *
         out["latent"] = (lat * keep).sum() / wsum
         total = total + cfg.forecast_weight * (out["forecast"] + cfg.spectral_weight * out["spectral"]
                                                + cfg.nll_weight * out["nll"] + cfg.latent_weight * out["latent"])
+        if resp is not None:
+            out["response"] = (resp * keep).sum() / wsum
+            total = total + cfg.forecast_weight * cfg.response_weight * out["response"]
 
     if cfg.contrastive:
         labels = batch.group * 3 + _stim_kind(batch.stim, mc.stim_feature_names)

@@ -152,13 +152,18 @@ class SurrogateCost:
         fc = self.forecast(F.to(torch.float32))
         mean = self.objective(fc)
         n, k = F.shape[0], self.n_samples
-        z = fc.z[None] + self._noise("z", tuple(fc.z.shape[1:])) * fc.z_std[None]
+        if fc.response is not None:  # latent objectives read the response latents: draw those
+            r = fc.response[None] + self._noise("r", tuple(fc.response.shape[1:])) * fc.response_std[None]
+            r = r.reshape(k * n, *fc.response.shape[1:])
+            z = fc.z.repeat(k, 1, 1)
+        else:
+            r = None
+            z = (fc.z[None] + self._noise("z", tuple(fc.z.shape[1:])) * fc.z_std[None]).reshape(k * n, *fc.z.shape[1:])
         sig = sig_std = None
         if self.signal:
             sig = fc.signal[None] + self._noise("s", tuple(fc.signal.shape[1:])) * fc.signal_std[None]
             sig = sig.reshape(k * n, *fc.signal.shape[1:])
-        draws = self.objective(Forecast(z.reshape(k * n, *fc.z.shape[1:]), fc.z_std.repeat(k, 1, 1), sig, sig_std,
-                                        fc.fs)).reshape(k, n)
+        draws = self.objective(Forecast(z, fc.z_std.repeat(k, 1, 1), sig, sig_std, fc.fs, r)).reshape(k, n)
         return mean.to(F.dtype), draws.std(0).to(F.dtype)
 
     def predict_mean(self, features: Tensor) -> Tensor:
@@ -168,7 +173,7 @@ class SurrogateCost:
         the latent spread is not computed either: only the rollout and its ensemble mean.
         """
         from bfm_stim.objectives import LatentTarget
-        from bfm_stim.surrogate import Forecast, Surrogate
+        from bfm_stim.surrogate import Surrogate
 
         F = _check_features(features)
         sur = self.surrogate
@@ -178,9 +183,12 @@ class SurrogateCost:
         s = sur.stimulus_tensor(F.to(torch.float32))
         e = sur.patient[None]
         chunk = 512  # as in forecast(): the z of Surrogate._rollout, chunk by chunk
-        z = torch.cat([sur.model.rollout(z0[None].expand(len(c), -1), c, e.expand(len(c), -1)).mean(0)
-                       for c in s.split(chunk)])
-        return self.objective(Forecast(z, None, None, None, sur.fs)).to(F.dtype)  # type: ignore[arg-type]
+        parts = []
+        for c in s.split(chunk):
+            zk = sur.model.rollout(z0[None].expand(len(c), -1), c, e.expand(len(c), -1))
+            parts.append(zk.mean(0) if sur.model.response is None else
+                         sur.model.response_latents(zk, c, e, z0[None]).mean(0))
+        return self.objective(torch.cat(parts)).to(F.dtype)
 
 
 class ConstantCost:
