@@ -347,3 +347,12 @@ def test_changing_the_forecaster_shifts_the_signal_by_the_linear_forecast(model)
     # latent-only predictions skip the signal (and the linear path) entirely
     sur = Surrogate(model, positions=pos, patient=patient, forecaster=fc1)
     assert sur.predict(ctx, feats, signal=False).signal is None
+
+
+def test_default_onset_count_restarts_after_an_off_patch(model):
+    """on, on, off, on: the second stimulus starts at 0 samples since onset (not 3 patches)."""
+    head, L = model.stim_locked, model.config.patch_len
+    on = torch.tensor([[1.0, 1.0, 0.0, 1.0]])
+    t = head._time_since_onset(on).view(4, L)
+    assert torch.equal(t[0], torch.arange(L, dtype=t.dtype)) and torch.equal(t[1], L + torch.arange(L, dtype=t.dtype))
+    assert (t[2] == -1).all() and torch.equal(t[3], torch.arange(L, dtype=t.dtype))
