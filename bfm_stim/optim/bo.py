@@ -7,8 +7,11 @@ One iteration (an ``ask`` once ``n_init`` observations exist):
    last hyperparameters. With a ``prior_mean`` hook the GP models the residual
    ``prior_mean(x) - cost`` and the acquisition adds ``-prior_mean(x)`` back (surrogate-guided BO).
 2. With ``constraint_aware=True`` and at least one side effect observed (severity >=
-   ``side_effect_threshold``), a second GP on the side-effect severity (trials where it was assessed)
-   makes the acquisition feasibility-weighted: qLogNEI with ``constraints=[severity - threshold]``.
+   ``side_effect_threshold``), a second GP on the side-effect severity (trials where it was assessed;
+   in threshold units, zero prior mean: unexplored stimuli are presumed free of side effects, with
+   the prior's uncertainty) makes the acquisition feasibility-weighted: qLogNEI with
+   ``constraints=[severity / threshold - 1]``.
+   With a prior mean the cost GP's residual uses ``b · prior_mean`` (``prior_trust``).
 3. qLogNoisyExpectedImprovement, optimized over the *known safe set*: the acquisition is composed
    with :class:`~bfm_stim.optim.safe_set.SafeBoxMap` and optimized over its box, so candidates are
    inside the charge-density / Shannon / cap limits before any projection. The categorical contact
@@ -66,6 +69,17 @@ class BOSettings(OptimizerSettings):
         warm_start: Start each GP fit from the previous hyperparameters.
         kernel: ``"product"`` (Matérn × categorical kernel, SingleTaskGP) or ``"mixed"``
             (MixedSingleTaskGP) for spaces with a categorical contact/modality.
+        prior_trust: With a prior mean (surrogate-guided BO): the prior enters as ``b · prior``
+            with ``b`` the slope of the measured costs on the prior's predictions, shrunk toward 1
+            as by this many pseudo-observations spread like the prior over the space
+            (``b = (S_py + λ) / (S_pp + λ)``, ``λ = prior_trust · var(prior over 256 Sobol points)``),
+            clipped to [0, 10]. A surrogate that ranks well on the wrong scale is rescaled; one that
+            ranks against the data fades out (b → 0, plain BO); trials the prior cannot tell apart
+            leave b at 1. ``inf`` keeps b = 1.
+        safe_probability: Safe-set rule on top of the feasibility-weighted acquisition: once a side
+            effect has been seen, candidates whose posterior probability of staying below the
+            threshold is under this value are excluded (a steep log barrier on the acquisition;
+            0 disables the rule).
     """
 
     n_init: int = 8
@@ -77,6 +91,8 @@ class BOSettings(OptimizerSettings):
     side_effect_threshold: float = 0.5
     warm_start: bool = True
     kernel: str = "product"
+    prior_trust: float = 3.0
+    safe_probability: float = 0.8
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -87,6 +103,12 @@ class BOSettings(OptimizerSettings):
         for name in ("constraint_aware", "warm_start"):
             if not isinstance(getattr(self, name), bool):
                 raise ValidationError(name, getattr(self, name), "true or false")
+        pt = self.prior_trust
+        if isinstance(pt, bool) or not isinstance(pt, (int, float)) or not pt >= 0:
+            raise ValidationError("prior_trust", pt, "a number of pseudo-observations >= 0 (inf: fixed scale 1)")
+        sp = self.safe_probability
+        if isinstance(sp, bool) or not isinstance(sp, (int, float)) or not 0 <= sp < 1:
+            raise ValidationError("safe_probability", sp, "a probability in [0, 1) (0: no safe-set rule)")
         if self.kernel not in ("product", "mixed"):
             raise ValidationError("kernel", self.kernel, "'product' or 'mixed'")
         t = self.side_effect_threshold
@@ -104,6 +126,25 @@ class _ThroughMap(AcquisitionFunction):
 
     def forward(self, Z: torch.Tensor) -> torch.Tensor:
         return self.inner(self.fmap(Z))
+
+
+class _SafeSetBarrier(AcquisitionFunction):
+    """``acqf(X) - k · relu(log p_min - log P(severity < threshold | X))``: the safe-set rule.
+
+    ``se_model`` is the side-effect GP in threshold units (feasible below 1); the barrier is zero
+    where the posterior probability of no side effect is at least ``p_min`` and falls by ``k`` per
+    unit of log probability below it, steep enough that no expected improvement outweighs it.
+    """
+
+    def __init__(self, inner: AcquisitionFunction, se_model: Any, p_min: float, k: float = 50.0) -> None:
+        super().__init__(model=inner.model)
+        self.inner, self.se_model, self.log_p_min, self.k = inner, se_model, math.log(p_min), k
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        post = self.se_model.posterior(X)
+        z = (1.0 - post.mean[..., 0]) / post.variance[..., 0].clamp_min(1e-12).sqrt()  # (b, q)
+        log_p = torch.special.log_ndtr(z)
+        return self.inner(X) - self.k * torch.relu(self.log_p_min - log_p).sum(-1)
 
 
 def _optimize_over_choices(cat_dim: int, choices: Sequence[float], *, acq_function: AcquisitionFunction,
@@ -153,6 +194,9 @@ class BayesOpt(Optimizer):
     def __init__(self, space: StimulusSpace, settings: BOSettings | None = None, *,
                  initial_design: Sequence[Stimulus] | None = None, prior_mean: PriorMean | None = None) -> None:
         self.prior_mean = prior_mean
+        self.prior_scale = 1.0  # the fitted scale b of the prior mean (see BOSettings.prior_trust)
+        self._prior_var: float | None = None
+        self._se_model: Any = None
         super().__init__(space, settings, initial_design=initial_design)
 
     def _setup(self) -> None:
@@ -211,6 +255,10 @@ class BayesOpt(Optimizer):
         X = stimuli_unit(self.space, [s for s, _, _ in self._obs])
         cost = torch.tensor([[o.cost] for _, o, _ in self._obs], dtype=torch.float64)
         prior = self._prior_f
+        if prior is not None:
+            raw = prior
+            b = self.prior_scale = self._prior_scale(raw(X).detach(), -cost[:, 0])
+            prior = lambda Z: b * raw(Z)  # noqa: E731
         y = -cost if prior is None else -cost - prior(X).unsqueeze(-1)
         cat = sorted(self.space.categorical_dims)
         cost_model = _gp.build_gp(X, y, cat, self.settings.kernel)
@@ -220,19 +268,44 @@ class BayesOpt(Optimizer):
         sev = [(i, o.severity) for i, (_, o, _) in enumerate(self._obs) if o.severity is not None]
         if self.settings.constraint_aware and any(v >= thr for _, v in sev):
             idx = torch.tensor([i for i, _ in sev])
-            se_y = torch.tensor([[v] for _, v in sev], dtype=torch.float64)
-            se_model = _gp.build_gp(X[idx], se_y, cat, self.settings.kernel)
+            se_y = torch.tensor([[v / thr] for _, v in sev], dtype=torch.float64)  # threshold units
+            se_model = _gp.build_gp(X[idx], se_y, cat, self.settings.kernel, zero_mean=True)
             self._fit("side_effect", se_model, n_obs)
             model = ModelListGP(cost_model, se_model)
-            constraints = [lambda Y: Y[..., 1] - thr]
+            constraints = [lambda Y: Y[..., 1] - 1.0]  # feasible where severity < threshold
+            self._se_model = se_model
         objective = None
         if prior is not None or constraints is not None:
             def obj(Y: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
                 f = Y[..., 0]
                 return f if prior is None else f + prior(X)
             objective = GenericMCObjective(obj)
+        if constraints is None:
+            self._se_model = None
         self._cache = (n_obs, model, objective, constraints)
         return model, objective, constraints
+
+    def _prior_scale(self, p: torch.Tensor, y: torch.Tensor) -> float:
+        """Slope ``b`` of ``y ≈ a + b p`` over the observations, shrunk toward 1 (``prior_trust``), in [0, 10]."""
+        n0 = float(self.settings.prior_trust)
+        if not math.isfinite(n0) or len(p) < 2:
+            return 1.0
+        lam = n0 * self._prior_spread()
+        pc, yc = p - p.mean(), y - y.mean()
+        sxx, sxy = float((pc ** 2).sum()), float((pc * yc).sum())
+        if sxx + lam <= 0:
+            return 1.0
+        return min(max((sxy + lam) / (sxx + lam), 0.0), 10.0)
+
+    def _prior_spread(self) -> float:
+        """Variance of the prior over 256 scrambled-Sobol points of the safe box (computed once)."""
+        if self._prior_var is None:
+            prior = self._prior_f
+            assert prior is not None
+            eng = torch.quasirandom.SobolEngine(self.space.dim, scramble=True, seed=self.settings.seed + 7)
+            with torch.no_grad():
+                self._prior_var = float(prior(self.safe_map(eng.draw(256, dtype=torch.float64))).var())
+        return self._prior_var
 
     @property
     def _prior_f(self) -> PriorMean | None:
@@ -260,7 +333,10 @@ class BayesOpt(Optimizer):
                 model, X_baseline=X_base, objective=objective, constraints=constraints,
                 sampler=SobolQMCNormalSampler(sample_shape=torch.Size([self.settings.mc_samples]), seed=seed),
                 prune_baseline=True, X_pending=X_pending)
-            wrapped = _ThroughMap(acqf, self.safe_map)
+            inner: AcquisitionFunction = acqf
+            if constraints is not None and self.settings.safe_probability > 0 and self._se_model is not None:
+                inner = _SafeSetBarrier(acqf, self._se_model, self.settings.safe_probability)
+            wrapped = _ThroughMap(inner, self.safe_map)
             d = self.space.dim
             bounds = torch.stack([torch.zeros(d), torch.ones(d)]).to(torch.float64)
             kw = dict(acq_function=wrapped, bounds=bounds, q=1, num_restarts=self.settings.num_restarts,

@@ -7,6 +7,11 @@ columns times BoTorch's ``CategoricalKernel`` on the categorical one (default, `
 ``MixedSingleTaskGP`` with the same continuous kernel (``"mixed"``; about 10x slower to fit). Outcomes are standardized (``Standardize``); the
 noise is inferred (``GaussianLikelihood`` with BoTorch's default prior). Fitting maximizes the
 marginal likelihood with ``fit_gpytorch_mll``, starting from the previous fit's hyperparameters.
+
+Side-effect model (``zero_mean=True``): the same kernels on the severity in threshold units, not
+standardized, with a zero prior mean: away from the observations a stimulus is predicted free of
+side effects (with the prior's uncertainty), so a run whose every observation had one still
+finds the feasible region instead of a GP that reverts to "infeasible everywhere".
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from botorch.models.kernels.categorical import CategoricalKernel
 from gpytorch.constraints import Interval
+from gpytorch.means import ZeroMean
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
 from bfm_stim.optim.base import tensor_from_state, tensor_state
@@ -36,7 +42,7 @@ def matern_kernel(ard_num_dims: int, batch_shape: torch.Size | None = None,
 
 
 def build_gp(train_X: torch.Tensor, train_Y: torch.Tensor, cat_dims: Sequence[int] = (),
-             kernel: str = "product") -> SingleTaskGP:
+             kernel: str = "product", zero_mean: bool = False) -> SingleTaskGP:
     """An unfitted GP on ``train_X`` ``(n, d)`` (unit cube, float64) and ``train_Y`` ``(n, 1)``.
 
     Args:
@@ -45,19 +51,28 @@ def build_gp(train_X: torch.Tensor, train_Y: torch.Tensor, cat_dims: Sequence[in
             continuous columns × a categorical kernel, lengthscale in [0.05, 10]; 5–6
             hyperparameters, fits in a fraction of the time) or ``"mixed"`` (BoTorch's
             MixedSingleTaskGP: sum + product of the two).
+        zero_mean: A zero prior mean and no outcome standardization (the side-effect model).
     """
+    gp = _build(train_X, train_Y, cat_dims, kernel, zero_mean)
+    if zero_mean:
+        gp.mean_module = ZeroMean().to(train_X)
+    return gp
+
+
+def _build(train_X: torch.Tensor, train_Y: torch.Tensor, cat_dims: Sequence[int], kernel: str,
+           zero_mean: bool) -> SingleTaskGP:
+    tf: Any = None if zero_mean else Standardize(m=1)
     d = train_X.shape[-1]
     if cat_dims and kernel == "product":
         cont = [i for i in range(d) if i not in set(cat_dims)]
         cat_k = CategoricalKernel(ard_num_dims=len(cat_dims), active_dims=list(cat_dims),
                                   lengthscale_constraint=Interval(0.05, 10.0))
         covar = cat_k if not cont else matern_kernel(len(cont), active_dims=cont) * cat_k
-        return SingleTaskGP(train_X, train_Y, covar_module=covar, outcome_transform=Standardize(m=1))
+        return SingleTaskGP(train_X, train_Y, covar_module=covar, outcome_transform=tf)
     if cat_dims:
         return MixedSingleTaskGP(train_X, train_Y, cat_dims=list(cat_dims), cont_kernel_factory=matern_kernel,
-                                 outcome_transform=Standardize(m=1))
-    return SingleTaskGP(train_X, train_Y, covar_module=matern_kernel(train_X.shape[-1]),
-                        outcome_transform=Standardize(m=1))
+                                 outcome_transform=tf)
+    return SingleTaskGP(train_X, train_Y, covar_module=matern_kernel(train_X.shape[-1]), outcome_transform=tf)
 
 
 def hyperparameters(model: torch.nn.Module) -> dict[str, torch.Tensor]:

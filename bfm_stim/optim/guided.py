@@ -4,7 +4,9 @@
 
 * **Prior mean.** The surrogate's predicted cost is the GP's prior mean (BO's ``prior_mean=`` hook):
   the GP models only the residual ``measured - predicted``, so where the surrogate is right the
-  posterior is right from the first trial, and where it is wrong the residual GP corrects it.
+  posterior is right from the first trial, and where it is wrong the residual GP corrects it. The
+  prior enters scaled by ``b``, the slope of the measured costs on the predictions (shrunk toward 1,
+  ``prior_trust``): the surrogate's ranking is what it is trusted for, not its units.
 * **Initial design.** The first ``n_design`` trials are the surrogate's best distinct candidates,
   found by gradient search through it (:func:`~bfm_stim.optim.gradient.surrogate_search`,
   :func:`~bfm_stim.optim.gradient.rank_candidates`), instead of a space-filling Sobol design.

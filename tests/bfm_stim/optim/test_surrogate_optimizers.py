@@ -299,3 +299,32 @@ def test_propose_threads_caps_and_restores():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("scale, expect", [(0.25, (2.5, 4.0)), (-1.0, (0.0, 0.0)), (1.0, (0.99, 1.01))])
+def test_guided_learns_the_scale_of_its_prior(problem, scale, expect):
+    """A surrogate that ranks right on the wrong scale is rescaled (b ≈ 1/scale after enough trials,
+    shrunk toward 1 by prior_trust); one that ranks against the data is switched off (b = 0)."""
+    truth = FeatureQuadratic(problem.space, problem.optimum)
+
+    class Scaled:
+        def predict(self, F):
+            m, s = truth.predict(F)
+            return scale * m, s
+
+    opt = make("guided", problem.space, seed=0, cost_model=Scaled(), **FAST["guided"])
+    U = torch.rand(24, problem.space.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    stims = [problem.space.project_safe(s) for s in problem.space.from_unit(U)]
+    feats = problem.space.to_features(stims, dtype=torch.float64)
+    opt.tell(stims, [Outcome(float(c)) for c in truth.predict(feats)[0]])
+    opt._model()
+    lo, hi = expect
+    if scale > 0:  # the exact shrunk slope (S_py + λ) / (S_pp + λ), S_py = S_pp / scale
+        p = opt._prior_f(problem.space.to_unit(stims)).detach()
+        sxx, lam = float(((p - p.mean()) ** 2).sum()), opt.settings.prior_trust * opt._prior_spread()
+        assert opt.prior_scale == pytest.approx((sxx / scale + lam) / (sxx + lam), rel=1e-6)
+    assert lo <= opt.prior_scale <= hi
+    fixed = make("guided", problem.space, seed=0, cost_model=Scaled(), prior_trust=float("inf"), **FAST["guided"])
+    fixed.tell(stims, [Outcome(float(c)) for c in truth.predict(feats)[0]])
+    fixed._model()
+    assert fixed.prior_scale == 1.0
