@@ -1,7 +1,8 @@
 """``bfm-stim bench optimizers``: trials-to-target, regret, side effects and safety of every optimizer.
 
-Eval-cohort patients of both families (``bg-beta-v0``, ``cortex-jr-v0``) × optimizer seeds × optimizers,
-``budget`` trials each. Objective: the latent target (cost = whitened squared distance between the BFM
+Eval-cohort patients of both families in their pathological regimes (``bg-beta-v0``,
+``cortex-jr-epileptic-v0``: a healthy patient has nothing to improve toward its healthy twin) × optimizer
+seeds × optimizers, ``budget`` trials each. Objective: the latent target (cost = whitened squared distance between the BFM
 encoder latents of the measured response and the latent of the patient's healthy twin, shipped
 checkpoint); without the checkpoint the simulators' :class:`~simulators.HealthyReferenceObjective`
 (the JSON says which). Regret of a trial = oracle cost (noise-averaged) of the best stimulus measured so
@@ -212,7 +213,7 @@ def run_optimizer_bench(quick: bool = False, n_patients: int = 10, seeds: int = 
         raise ConfigError(f"unknown optimizer variant(s) {unknown}; expected among {sorted(VARIANTS)}")
     ckpt = None if checkpoint is False else checkpoint_path(checkpoint)  # False: no model, reference objective
     ckpt = ckpt if ckpt is not None and ckpt.is_file() else None
-    fams = ("bg-beta-v0", "cortex-jr-v0")
+    fams = ("bg-beta-v0", "cortex-jr-epileptic-v0")  # pathological regimes: a healthy patient has no way to improve
     per = {f: simulators.cohort("eval", (n_patients + 1) // 2) for f in fams}
     jobs = [{"family": fams[i % 2], "seed": per[fams[i % 2]][i // 2], "seeds": seeds, "budget": budget,
              "optimizers": tuple(optimizers), "checkpoint": str(ckpt) if ckpt else None,

@@ -275,8 +275,11 @@ def main(config_path: str | Path, out_dir: str | Path, *, resume: bool = False, 
     losses: dict[str, float] = {}
     t0, n_win = time.perf_counter(), 0
     from dataclasses import asdict
+    command = " ".join([f"bfm-stim pretrain --config {config_path}"]
+                       + [f"--{k} {v:g}" if isinstance(v, float) else f"--{k} {v}"
+                          for k, v in (("steps", steps), ("minutes", minutes), ("batch-size", batch_size)) if v is not None])
     extra = {"pretrain_config": {**cfg.to_dict(), "train": asdict(t)}, "world": world, "minutes": minutes,
-             "device": str(dev)}  # the train section as run (command-line overrides applied)
+             "device": str(dev), "command": command}  # the train section as run (command-line overrides applied)
     model.train()
     budget = None if minutes is None else 60.0 * float(minutes)
     done = start
