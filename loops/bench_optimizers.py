@@ -230,6 +230,7 @@ def run_optimizer_bench(quick: bool = False, n_patients: int = 10, seeds: int = 
     ask = bench_ask(n_obs=40, repeats=1 if quick else 3, num_restarts=LEAN_BO["num_restarts"],
                     raw_samples=LEAN_BO["raw_samples"], mc_samples=LEAN_BO["mc_samples"])
     summary = _summary(rows, tuple(optimizers))
+    by_family = {f: _summary([r for r in rows if r["family"] == f], tuple(optimizers)) for f in fams}
     out_png = Path(png) if png else Path(os.environ.get("BFM_STIM_CACHE", Path.home() / ".cache" / "bfm-stim")) \
         / "bench_optimizers.png"
     out_png.parent.mkdir(parents=True, exist_ok=True)
@@ -237,5 +238,5 @@ def run_optimizer_bench(quick: bool = False, n_patients: int = 10, seeds: int = 
             "threshold": THRESHOLD, "regret_normalization": "(c(best so far) - c_opt) / (c_off - c_opt), oracle costs",
             "objective": rows[0]["objective"] if rows else None, "checkpoint": str(ckpt) if ckpt else None,
             "variants": {v: {"optimizer": VARIANTS[v][0], "settings": VARIANTS[v][1]} for v in optimizers},
-            "summary": summary, "targets": _targets(summary), "bench_ask_40_obs": ask, "wall_s": wall,
+            "summary": summary, "summary_by_family": by_family, "targets": _targets(summary), "bench_ask_40_obs": ask, "wall_s": wall,
             "workers": workers, "figure": str(plot_regret(rows, tuple(optimizers), out_png)), "runs": rows}

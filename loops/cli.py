@@ -139,6 +139,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             kw["optimizers"] = tuple(o.strip() for o in args.optimizers.split(",") if o.strip())
         _write_json(args.json, run_optimizer_bench(quick=args.quick, **kw))
         return 0
+    if args.what == "ranking":
+        from loops.bench_ranking import run_ranking_bench
+
+        kw = {k: v for k, v in (("n_patients", args.n_patients), ("workers", args.workers)) if v is not None}
+        _write_json(args.json, run_ranking_bench(quick=args.quick, **kw))
+        return 0
     if args.what == "surrogate":
         from loops.bench_surrogate import main as surrogate_bench
 
@@ -239,15 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_optimize)
 
     s = sub.add_parser("bench", help="benchmarks that write JSON figures")
-    s.add_argument("what", choices=["simulator", "surrogate", "optimizers", "latency"])
+    s.add_argument("what", choices=["simulator", "surrogate", "optimizers", "ranking", "latency"])
     s.add_argument("--json", default=None, help="write the figures to this JSON file")
     s.add_argument("--patients", type=int, default=None, help="simulator: number of batched patients")
     s.add_argument("--quick", action="store_true", help="a smaller run for smoke tests")
     s.add_argument("--optimizers", default=None, help="optimizers: comma-separated variants (default: all)")
-    s.add_argument("--n-patients", type=int, default=None, help="optimizers: evaluation patients (default 10)")
+    s.add_argument("--n-patients", type=int, default=None, help="optimizers, ranking: evaluation patients (default 10)")
     s.add_argument("--seeds", type=int, default=None, help="optimizers: seeds per patient (default 3)")
     s.add_argument("--budget", type=int, default=None, help="optimizers: trials per run (default 40)")
-    s.add_argument("--workers", type=int, default=None, help="optimizers: worker processes (default 2)")
+    s.add_argument("--workers", type=int, default=None, help="optimizers, ranking: worker processes (default 2)")
     s.set_defaults(func=_cmd_bench)
     return p
 

@@ -20,7 +20,7 @@ def test_quick_bench_structure_safety_and_finite(tmp_path):
     # BFM-encoding every oracle trial; the latent objective is exercised in tests/loops/test_offline.py.
     r = run_optimizer_bench(quick=True, optimizers=SMOKE, checkpoint=False, png=tmp_path / "regret.png")
     assert r["quick"] and r["n_patients"] == 2 and r["budget"] == 10 and r["objective"]
-    assert {x["family"] for x in r["runs"]} == {"bg-beta-v0", "cortex-jr-v0"}
+    assert {x["family"] for x in r["runs"]} == {"bg-beta-v0", "cortex-jr-epileptic-v0"}
     assert len(r["runs"]) == 2 * len(SMOKE)
     assert set(r["summary"]) == set(SMOKE)
     for name, s in r["summary"].items():
