@@ -10,8 +10,9 @@ medians [IQR] over patients:
   use) and, as the ablation, through the rolled-out latents compared directly with the target
   (what a latent target read before the response head existed);
 * the true-cost percentile (0 = best of the sample, 0.5 = a random pick) of the surrogate's top
-  pick and of the best of its top 3 (what the initial design of ``guided`` gets before any trial),
-  and how many of those top 3 cause a side effect.
+  pick and of the best of its top 3 among the sampled stimuli (a proxy for the initial design of
+  ``guided``, which searches the surrogate by gradient instead), and how many of those top 3
+  cause a side effect.
 """
 
 from __future__ import annotations

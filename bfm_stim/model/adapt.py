@@ -27,7 +27,7 @@ __all__ = ["MODES", "AdaptResult", "infer_embedding", "adapt", "forecast_error"]
 
 log = get_logger("adapt")
 MODES = ("zero_shot", "embedding", "full")
-_IO_MODULES = ("chan_embed", "read_in", "read_out", "stim_locked")
+_IO_MODULES = ("chan_embed", "read_in", "read_out", "stim_locked", "response")
 
 
 @torch.no_grad()

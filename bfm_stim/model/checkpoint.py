@@ -141,7 +141,8 @@ def save_patient(path: str | Path, model: BrainFoundationModel, *, embedding: to
         embedding: (d_patient,) patient embedding.
         positions: (C, 3) electrode positions, m (NaN where unknown).
         ch_names: the C channel names, in the order of ``positions``.
-        calibration: conformal scales ``{"signal_scale", "latent_scale", "level"}``.
+        calibration: conformal scales ``{"signal_scale", "latent_scale", "level"}`` (and
+            ``"response_scale"`` for a model with a response head).
         extra: JSON-able metadata (mode, recording, source checkpoint, losses...).
         forecaster: (C, ar_lags, H) the patient's linear forecaster, when the model has a linear path.
     """

@@ -12,6 +12,11 @@ This head closes that gap: for every horizon patch it maps (rolled-out latent, s
 patient embedding, last context latent) to the latent that :meth:`latents` will give the response,
 trained against exactly that encoding of the true future (:func:`response_targets`, no gradient
 through the target). A latent target is then compared with like.
+
+Known gap: the head predicts the horizon from stimulus onset (1 s, stimulus held), while a trial
+of :func:`loops.offline.run_trial` is scored from 0.25 s after onset to 1.25 s (the settle
+convention of the oracle, the last 0.25 s off). The ranking it gives is measured anyway
+(``bfm-stim bench ranking``); predicting the settled window would align the two.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ class ResponseHead(nn.Module):
 
     def forward(self, z: Tensor, code: Tensor, patient: Tensor, z0: Tensor) -> Tensor:
         """Args:
-            z: (N, H, D) rolled-out latents (ensemble mean).
+            z: (N, H, D) rolled-out latents (one dynamics head's, or the ensemble mean).
             code: (N, H, d_code) stimulus code per horizon patch, or (N, 1, d_code) held.
             patient: (N or 1, d_patient).
             z0: (N or 1, D) last context latent.
@@ -62,13 +67,18 @@ def response_targets(model: nn.Module, future: Tensor, positions: Tensor, patien
             own mean and std, as ``latents`` does).
         positions: (B, C, 3) m; patient: (B, d_patient) embeddings; visible: (B, C) bool.
 
-    Returns: (B, H, D), without gradient.
+    Returns: (B, H, D), without gradient, with the model in eval mode (no dropout) as ``latents``.
     """
     from bfm_stim.model.bfm import normalize
 
-    with torch.no_grad():
-        xn, _, _ = normalize(future)
-        b, _, t = future.shape
-        p = t // model.config.patch_len
-        stim = future.new_zeros(b, p, model.config.n_stim_features)
-        return model.encode(xn, positions, stim, patient, visible=visible, chan_emb=chan_emb)
+    was_training = model.training
+    model.eval()  # the encoding Surrogate.latents reads: no dropout
+    try:
+        with torch.no_grad():
+            xn, _, _ = normalize(future)
+            b, _, t = future.shape
+            p = t // model.config.patch_len
+            stim = future.new_zeros(b, p, model.config.n_stim_features)
+            return model.encode(xn, positions, stim, patient, visible=visible, chan_emb=chan_emb)
+    finally:
+        model.train(was_training)

@@ -78,8 +78,11 @@ class BOSettings(OptimizerSettings):
             leave b at 1. ``inf`` keeps b = 1.
         safe_probability: Safe-set rule on top of the feasibility-weighted acquisition: once a side
             effect has been seen, candidates whose posterior probability of staying below the
-            threshold is under this value are excluded (a steep log barrier on the acquisition;
-            0 disables the rule).
+            threshold is under this value are penalised by a steep log barrier (50 per unit of
+            log probability below it; a penalty, not a hard exclusion; 0 disables the rule). With
+            the default product kernel the side-effect GP's prior sd is 1 threshold unit, so far
+            from any observation P = Φ(1) ≈ 0.84: values at or above that penalise all
+            unexplored space and are refused.
     """
 
     n_init: int = 8
@@ -107,8 +110,9 @@ class BOSettings(OptimizerSettings):
         if isinstance(pt, bool) or not isinstance(pt, (int, float)) or not pt >= 0:
             raise ValidationError("prior_trust", pt, "a number of pseudo-observations >= 0 (inf: fixed scale 1)")
         sp = self.safe_probability
-        if isinstance(sp, bool) or not isinstance(sp, (int, float)) or not 0 <= sp < 1:
-            raise ValidationError("safe_probability", sp, "a probability in [0, 1) (0: no safe-set rule)")
+        if isinstance(sp, bool) or not isinstance(sp, (int, float)) or not 0 <= sp < 0.84:
+            raise ValidationError("safe_probability", sp, "a probability in [0, 0.84) (0: no safe-set rule; "
+                                  "0.84 = the side-effect GP's prior P(no side effect) away from data)")
         if self.kernel not in ("product", "mixed"):
             raise ValidationError("kernel", self.kernel, "'product' or 'mixed'")
         t = self.side_effect_threshold
@@ -132,8 +136,9 @@ class _SafeSetBarrier(AcquisitionFunction):
     """``acqf(X) - k · relu(log p_min - log P(severity < threshold | X))``: the safe-set rule.
 
     ``se_model`` is the side-effect GP in threshold units (feasible below 1); the barrier is zero
-    where the posterior probability of no side effect is at least ``p_min`` and falls by ``k`` per
-    unit of log probability below it, steep enough that no expected improvement outweighs it.
+    where the posterior probability of no side effect (latent posterior) is at least ``p_min`` and
+    falls by ``k`` per unit of log probability below it: a steep penalty, which an expected
+    improvement ``e^k`` times larger per unit could still outweigh.
     """
 
     def __init__(self, inner: AcquisitionFunction, se_model: Any, p_min: float, k: float = 50.0) -> None:
@@ -298,7 +303,8 @@ class BayesOpt(Optimizer):
         return min(max((sxy + lam) / (sxx + lam), 0.0), 10.0)
 
     def _prior_spread(self) -> float:
-        """Variance of the prior over 256 scrambled-Sobol points of the safe box (computed once)."""
+        """Variance of the prior over 256 scrambled-Sobol points of the safe box (computed once per
+        optimizer: a prior whose model changes in place afterwards keeps the first value)."""
         if self._prior_var is None:
             prior = self._prior_f
             assert prior is not None

@@ -152,25 +152,25 @@ class SurrogateCost:
         fc = self.forecast(F.to(torch.float32))
         mean = self.objective(fc)
         n, k = F.shape[0], self.n_samples
-        if fc.response is not None:  # latent objectives read the response latents: draw those
+        z = (fc.z[None] + self._noise("z", tuple(fc.z.shape[1:])) * fc.z_std[None]).reshape(k * n, *fc.z.shape[1:])
+        r = r_std = None
+        if fc.response is not None:  # latent targets read the response latents: draw those too
             r = fc.response[None] + self._noise("r", tuple(fc.response.shape[1:])) * fc.response_std[None]
             r = r.reshape(k * n, *fc.response.shape[1:])
-            z = fc.z.repeat(k, 1, 1)
-        else:
-            r = None
-            z = (fc.z[None] + self._noise("z", tuple(fc.z.shape[1:])) * fc.z_std[None]).reshape(k * n, *fc.z.shape[1:])
+            r_std = fc.response_std.repeat(k, 1, 1)
         sig = sig_std = None
         if self.signal:
             sig = fc.signal[None] + self._noise("s", tuple(fc.signal.shape[1:])) * fc.signal_std[None]
             sig = sig.reshape(k * n, *fc.signal.shape[1:])
-        draws = self.objective(Forecast(z, fc.z_std.repeat(k, 1, 1), sig, sig_std, fc.fs, r)).reshape(k, n)
+        draws = self.objective(Forecast(z, fc.z_std.repeat(k, 1, 1), sig, sig_std, fc.fs, r, r_std)).reshape(k, n)
         return mean.to(F.dtype), draws.std(0).to(F.dtype)
 
     def predict_mean(self, features: Tensor) -> Tensor:
         """The ``mean`` of :meth:`predict` alone (no predictive draws), ``(n,)``, differentiable.
 
-        For a :class:`~bfm_stim.objectives.LatentTarget` (it reads the ensemble-mean latent only)
-        the latent spread is not computed either: only the rollout and its ensemble mean.
+        For a :class:`~bfm_stim.objectives.LatentTarget` (it reads an ensemble mean only: of the
+        response latents where the model has a response head, else of the rolled-out latents) the
+        spread is not computed either: only the rollout, the head and the ensemble mean.
         """
         from bfm_stim.objectives import LatentTarget
         from bfm_stim.surrogate import Surrogate

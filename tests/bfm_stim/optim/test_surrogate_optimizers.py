@@ -240,18 +240,17 @@ def test_surrogate_cost_cached_encoding_matches_surrogate_predict(tiny_surrogate
     def reference(feats):  # SurrogateCost.predict computed from Surrogate.predict, as before the cache
         fc = tiny_surrogate.predict(cost.context, feats.float(), signal=signal)
         n, k = feats.shape[0], cost.n_samples
-        r = None
+        z = (fc.z[None] + cost._noise("z", tuple(fc.z.shape[1:])) * fc.z_std[None]).reshape(k * n, *fc.z.shape[1:])
+        r = r_std = None
         if fc.response is not None:  # the model has a response head: latent targets read (and draw) it
             r = (fc.response[None] + cost._noise("r", tuple(fc.response.shape[1:])) * fc.response_std[None]
                  ).reshape(k * n, *fc.response.shape[1:])
-            z = fc.z.repeat(k, 1, 1)
-        else:
-            z = (fc.z[None] + cost._noise("z", tuple(fc.z.shape[1:])) * fc.z_std[None]).reshape(k * n, *fc.z.shape[1:])
+            r_std = fc.response_std.repeat(k, 1, 1)
         sig = None
         if signal:
             sig = (fc.signal[None] + cost._noise("s", tuple(fc.signal.shape[1:])) * fc.signal_std[None]
                    ).reshape(k * n, *fc.signal.shape[1:])
-        draws = obj(Forecast(z, fc.z_std.repeat(k, 1, 1), sig, None, fc.fs, r)).reshape(k, n)
+        draws = obj(Forecast(z, fc.z_std.repeat(k, 1, 1), sig, None, fc.fs, r, r_std)).reshape(k, n)
         return obj(fc).double(), draws.std(0).double()
 
     for _ in range(2):  # the second call uses the cached encoding
