@@ -17,7 +17,6 @@ medians [IQR] over patients:
 
 from __future__ import annotations
 
-import math
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -72,14 +71,6 @@ def _run_patient(job: dict[str, Any]) -> dict[str, Any]:
             "oracle_s": t1 - t0, "predict_s": t_pred, "top1": stims[int(top[0])].to_dict()}
 
 
-def _summary(vals: list[float]) -> dict[str, Any]:
-    v = np.asarray([x for x in vals if x is not None and math.isfinite(x)], dtype=float)
-    if not len(v):
-        return {"median": None, "iqr": [None, None], "n": 0}
-    return {"median": float(np.median(v)), "iqr": [float(np.percentile(v, 25)), float(np.percentile(v, 75))],
-            "n": int(len(v))}
-
-
 def run_ranking_bench(n_patients: int = 10, n_stimuli: int = 48, repeats: int = 4, *, workers: int = 2,
                       checkpoint: str | Path | None = None, quick: bool = False) -> dict[str, Any]:
     """Run the benchmark; returns its JSON-ready figures (see the module docs).
@@ -94,6 +85,7 @@ def run_ranking_bench(n_patients: int = 10, n_stimuli: int = 48, repeats: int = 
     """
     import simulators
     from bfm_stim.exceptions import ModelError
+    from loops.bench_surrogate import _summary
     from loops.offline import checkpoint_path
 
     if quick:

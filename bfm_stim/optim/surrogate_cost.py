@@ -166,29 +166,10 @@ class SurrogateCost:
         return mean.to(F.dtype), draws.std(0).to(F.dtype)
 
     def predict_mean(self, features: Tensor) -> Tensor:
-        """The ``mean`` of :meth:`predict` alone (no predictive draws), ``(n,)``, differentiable.
-
-        For a :class:`~bfm_stim.objectives.LatentTarget` (it reads an ensemble mean only: of the
-        response latents where the model has a response head, else of the rolled-out latents) the
-        spread is not computed either: only the rollout, the head and the ensemble mean.
-        """
-        from bfm_stim.objectives import LatentTarget
-        from bfm_stim.surrogate import Surrogate
-
+        """The ``mean`` of :meth:`predict` alone (no predictive draws), ``(n,)``, differentiable:
+        one forecast (context encoding cached) and the objective, without the ``n_samples`` draws."""
         F = _check_features(features)
-        sur = self.surrogate
-        if type(self.objective) is not LatentTarget or not isinstance(sur, Surrogate):
-            return self.objective(self.forecast(F.to(torch.float32))).to(F.dtype)
-        z0, _, _, _ = self._encoding()
-        s = sur.stimulus_tensor(F.to(torch.float32))
-        e = sur.patient[None]
-        chunk = 512  # as in forecast(): the z of Surrogate._rollout, chunk by chunk
-        parts = []
-        for c in s.split(chunk):
-            zk = sur.model.rollout(z0[None].expand(len(c), -1), c, e.expand(len(c), -1))
-            parts.append(zk.mean(0) if sur.model.response is None else
-                         sur.model.response_latents(zk, c, e, z0[None]).mean(0))
-        return self.objective(torch.cat(parts)).to(F.dtype)
+        return self.objective(self.forecast(F.to(torch.float32))).to(F.dtype)
 
 
 class ConstantCost:
