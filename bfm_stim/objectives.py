@@ -37,7 +37,7 @@ class LatentTarget:
     Targets are read with :meth:`~bfm_stim.surrogate.Surrogate.latents` (a recording normalised by
     its own statistics, stimulus input off), and so is a measured trial; a forecast is compared
     through its ``response`` latents, the model's prediction of that reading of the horizon after
-    onset (a trial of ``loops.offline.run_trial`` is scored from 0.25 s later; see
+    onset (the window a trial of ``loops.offline.run_trial`` is scored over; see
     :mod:`bfm_stim.model.response`).
 
     Attributes:

@@ -30,11 +30,11 @@ from bfm_stim.exceptions import ConfigError, ModelError, ValidationError
 from bfm_stim.objectives import BandPowerObjective as ForecastBandPower, LatentTarget
 from bfm_stim.optim import Outcome, SurrogateCost, make, registry, settings_from_dict
 from bfm_stim.space import Stimulus, StimulusSpace
+from simulators.oracle import SETTLE_S  # s discarded after onset before scoring (0: the stimulation window)
 
 log = get_logger("loops.offline")
 REPO = Path(__file__).resolve().parents[1]
 SURROGATE_OPTIMIZERS = ("gradient", "guided", "egreedy")
-SETTLE_S = 0.25  # s of response discarded after onset (the oracle's convention)
 REST_S = 30.0
 
 
@@ -152,7 +152,7 @@ def make_target(spec: str, patient: Any, surrogate: Any | None, *, ckpt_tag: str
 
 
 def run_trial(patient: Any, stim: Stimulus, objective: Callable, trial: int) -> Outcome:
-    """Simulate one trial (settle + train) and measure its cost and side effect."""
+    """Simulate one trial and measure its cost (over the stimulation window, after ``SETTLE_S``) and side effect."""
     from simulators.batch import simulate_batch
 
     res = simulate_batch([patient], [stim], stim.duration_s + SETTLE_S, trials=[trial])

@@ -23,10 +23,14 @@ from simulators.batch import simulate_batch
 from simulators.patient import Patient
 
 __all__ = ["band_power", "BandPowerObjective", "HealthyReferenceObjective", "oracle_cost", "oracle_optimum",
-           "cache_dir", "ORACLE_VERSION"]
+           "cache_dir", "ORACLE_VERSION", "SETTLE_S"]
 
 _log = get_logger("simulators.oracle")
-ORACLE_VERSION = 2  # 2: bg-beta HFS mechanism (informational lesion + synaptic depression); key has kernel params
+ORACLE_VERSION = 3  # 2: bg-beta HFS mechanism, key has kernel params; 3: scored over the stimulation window
+# s of response discarded after onset before a trial is scored. 0: the cost is measured over the
+# stimulation window [onset, onset + duration], the window the foundation model forecasts (its
+# horizon starts at onset with the stimulus held), so predicted and measured costs describe the same data.
+SETTLE_S = 0.0
 BANDS = {"delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0), "gamma": (30.0, 80.0)}
 
 
@@ -129,8 +133,10 @@ def _evaluate(patient: Patient, stimuli: Sequence[Stimulus | None], objective: O
 
 
 def oracle_cost(patient: Patient, stimulus: Stimulus | None, objective: Objective, repeats: int = 8, *,
-                settle_s: float = 0.25) -> float:
-    """Expected cost of ``stimulus`` (averaged over ``repeats`` noise realizations, after ``settle_s``)."""
+                settle_s: float = SETTLE_S) -> float:
+    """Expected cost of ``stimulus`` (averaged over ``repeats`` noise realizations, scored from ``settle_s``
+    after onset). Every call uses the same noise realizations (trials 50 000 ...), so differences between
+    stimuli are paired (common random numbers)."""
     return float(_evaluate(patient, [stimulus], objective, repeats, settle_s, 50_000)[0])
 
 
@@ -155,7 +161,7 @@ def oracle_optimum(patient: Patient, objective: Objective, *, n_amplitude: int =
     """
     key_src = json.dumps([ORACLE_VERSION, patient.id, patient.seed, patient.regime, patient.n_channels,
                           getattr(objective, "key", repr(objective)), n_amplitude, list(frequencies),
-                          list(pulse_widths), repeats, refine_steps, duration_s,
+                          list(pulse_widths), repeats, refine_steps, duration_s, SETTLE_S,
                           {k: np.asarray(v).tolist() for k, v in sorted(patient.kernel_params.items())}])
     path = cache_dir() / "oracle" / (hashlib.sha256(key_src.encode()).hexdigest()[:24] + ".json")
     if use_cache and path.is_file():
@@ -167,7 +173,7 @@ def oracle_optimum(patient: Patient, objective: Objective, *, n_amplitude: int =
             for c in patient.contacts for a in np.linspace(amp_hi / n_amplitude, amp_hi, n_amplitude)
             for f in frequencies for pw in pulse_widths]
     grid = [s for s in grid if _feasible(patient, s)]
-    costs = _evaluate(patient, grid, objective, repeats, 0.25, 60_000) if grid else np.zeros(0)
+    costs = _evaluate(patient, grid, objective, repeats, SETTLE_S, 60_000) if grid else np.zeros(0)
     n_eval = len(grid)
     best_i = int(np.argmin(costs)) if len(grid) else -1
     best, best_c = (grid[best_i], float(costs[best_i])) if best_i >= 0 else (Stimulus.off(duration_s), np.inf)
@@ -185,12 +191,12 @@ def oracle_optimum(patient: Patient, objective: Objective, *, n_amplitude: int =
                     cands.append(c)
         if not cands:
             break
-        cc = _evaluate(patient, cands, objective, repeats, 0.25, 60_000)
+        cc = _evaluate(patient, cands, objective, repeats, SETTLE_S, 60_000)
         n_eval += len(cands)
         if cc.min() < best_c:
             best, best_c = cands[int(np.argmin(cc))], float(cc.min())
         step = {k: v / 2 for k, v in step.items()}
-    base = float(_evaluate(patient, [None], objective, repeats, 0.25, 60_000)[0])
+    base = float(_evaluate(patient, [None], objective, repeats, SETTLE_S, 60_000)[0])
     out = {"stimulus": best.to_dict(), "cost": best_c, "baseline_cost": base, "n_evaluated": n_eval,
            "patient": patient.id, "seed": patient.seed}
     if use_cache:

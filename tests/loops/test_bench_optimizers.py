@@ -30,6 +30,12 @@ def test_quick_bench_structure_safety_and_finite(tmp_path):
     for run in r["runs"]:
         assert len(run["regret"]) == 10 and all(math.isfinite(v) for v in run["regret"])
         assert run["censored"] == (run["trials_to_target"] == 11)
+        # the normalization (by c_off) and the strict one (by the gap c_off - c_opt) describe the same costs
+        c_opt, c_off = run["oracle_cost"], run["baseline_cost"]
+        for a, b in zip(run["regret"], run["regret_gap"]):
+            assert a * c_off == pytest.approx(b * (c_off - c_opt), rel=1e-9, abs=1e-12)
+        assert run["censored_gap"] == (run["trials_to_target_gap"] == 11)
+        assert run["trials_to_target_gap"] >= run["trials_to_target"] or c_off - c_opt > c_off
     assert r["targets"]["hard_violations"]["met"] is True
     assert r["bench_ask_40_obs"]["bo_s"] > 0 and r["bench_ask_40_obs"]["bare_s"] > 0
     assert Path(r["figure"]).is_file()

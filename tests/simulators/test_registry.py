@@ -155,3 +155,13 @@ def test_depth_only_montage_builds(seed):
     p = simulators.make("cortex-jr-epileptic-v0", seed=seed)
     assert p.n_channels == len(p.channel_names) == p.channel_positions.shape[0]
     assert np.isfinite(p.advance(50)).all()
+
+
+def test_oracle_cost_is_paired_across_stimuli():
+    """Every oracle_cost call uses the same noise realizations (common random numbers): the same stimulus
+    gives the same cost twice, so the oracle optimum re-measured this way has regret exactly 0."""
+    p = simulators.make("bg-beta-v0", seed=3)
+    obj = simulators.HealthyReferenceObjective()
+    s = Stimulus.electrical(contact=p.contacts[0].name, amplitude_ma=2.0, frequency_hz=130.0, pulse_width_us=90.0)
+    assert simulators.oracle_cost(p, s, obj, repeats=2) == simulators.oracle_cost(p, s, obj, repeats=2)
+    assert simulators.oracle_cost(p, None, obj, repeats=2) != simulators.oracle_cost(p, s, obj, repeats=2)
