@@ -6,7 +6,9 @@ seeds × optimizers, ``budget`` trials each. Objective: the latent target (cost 
 encoder latents of the measured response and the latent of the patient's healthy twin, shipped
 checkpoint); without the checkpoint the simulators' :class:`~simulators.HealthyReferenceObjective`
 (the JSON says which). Every cost is measured over the stimulation window (``simulators.oracle.SETTLE_S``).
-Regret of a trial = oracle cost of the best stimulus measured so far minus that of the oracle optimum
+Regret after a trial = oracle cost of the stimulus the optimizer recommends then (``Optimizer.recommend``: the
+measured stimulus without a side effect of lowest cost, or of lowest predicted cost for optimizers with a
+cost model; stimulation off before there is one) minus that of the oracle optimum
 (``simulators.oracle_optimum``, cached on disk, same objective), normalized by the no-stimulation cost as
 the benchmark is specified: ``(c(best) - c_opt) / c_off``; and, stricter, by the improvement stimulation
 can make at all: ``(c(best) - c_opt) / (c_off - c_opt)`` (``*_gap`` fields; for a latent target with a high
@@ -86,7 +88,7 @@ def _run_patient(job: dict[str, Any]) -> list[dict[str, Any]]:
     c_off = simulators.oracle_cost(p, None, objective, repeats=job["repeats"])
     gap = c_off - c_opt if c_off - c_opt > 1e-9 else 1.0
     norm = abs(c_off) if abs(c_off) > 1e-9 else 1.0
-    oracle_cache: dict[str, float] = {repr(best_known): c_opt}
+    oracle_cache: dict[str, float] = {repr(best_known): c_opt, repr(None): c_off}
     rows = []
     for seed in range(job["seeds"]):
         for variant in job["optimizers"]:
@@ -95,11 +97,11 @@ def _run_patient(job: dict[str, Any]) -> list[dict[str, Any]]:
             t_make = time.perf_counter()
             opt = make(name, space, seed=seed, **over, **hooks)
             t_make = time.perf_counter() - t_make
-            ask_s, costs, stims, side, violations = [], [], [], 0, 0
+            ask_s, recs, side, violations, rec_s = [], [], 0, 0, 0.0
             for t in range(job["budget"]):
                 t0 = time.perf_counter()
                 s = opt.ask(1)[0]
-                ask_s.append(time.perf_counter() - t0)
+                ask_s.append(time.perf_counter() - t0 + rec_s)  # with the previous recommendation (they share a fit)
                 try:
                     space.check(s)
                 except (SafetyLimitError, ValidationError):
@@ -108,15 +110,14 @@ def _run_patient(job: dict[str, Any]) -> list[dict[str, Any]]:
                 out = run_trial(p, s, objective, trial=100_000 + 1000 * seed + t)
                 side += bool(out.metadata["side_effect_reported"])
                 opt.tell([s], [out])
-                costs.append(out.cost)
-                stims.append(s)
-            best_i, true_best = -1, []
-            for i, c in enumerate(costs):
-                if best_i < 0 or c < costs[best_i]:
-                    best_i = i
-                key = repr(stims[best_i])
+                t0 = time.perf_counter()
+                recs.append(opt.recommend())
+                rec_s = time.perf_counter() - t0
+            true_best = []
+            for rec in recs:  # no recommendation yet (every trial had a side effect): stimulation stays off
+                key = repr(rec)
                 if key not in oracle_cache:
-                    oracle_cache[key] = simulators.oracle_cost(p, stims[best_i], objective, repeats=job["repeats"])
+                    oracle_cache[key] = simulators.oracle_cost(p, rec, objective, repeats=job["repeats"])
                 true_best.append(oracle_cache[key])
             curve = [(c - c_opt) / norm for c in true_best]
             curve_gap = [(c - c_opt) / gap for c in true_best]
@@ -131,7 +132,7 @@ def _run_patient(job: dict[str, Any]) -> list[dict[str, Any]]:
                          "s_per_ask": float(np.median(ask_s)) if ask_s else math.nan,
                          "make_s": t_make, "objective": obj_name, "oracle_cost": c_opt, "baseline_cost": c_off,
                          "oracle_grid_cost": oracle["cost"], "oracle_stimulus": oracle["stimulus"],
-                         "best": stims[best_i].to_dict() if stims else None})
+                         "best": recs[-1].to_dict() if recs and recs[-1] is not None else None})
             log.info("%s seed %d %s: %d trials to target", job["family"], job["seed"], variant, rows[-1]["trials_to_target"])
     return rows
 

@@ -21,7 +21,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 import torch
 
@@ -242,6 +242,24 @@ class Optimizer(abc.ABC):
         """Lowest-cost observation without a side effect (``None`` before any)."""
         ok = [(s, o) for s, o, _ in self._obs if not o.has_side_effect]
         return min(ok, key=lambda so: so[1].cost) if ok else None
+
+    def recommend(self) -> Stimulus | None:
+        """The stimulus this optimizer would deploy now (``None`` before any trial without a side effect).
+
+        By default the measured stimulus of lowest cost without a side effect (:attr:`best`); optimizers
+        with a model of the cost override it with the lowest *predicted* cost among those measured
+        stimuli, which discounts a single lucky noisy trial."""
+        b = self.best
+        return None if b is None else b[0]
+
+    def _recommend_lowest(self, predicted_cost: Callable[[list[Stimulus]], torch.Tensor]) -> Stimulus | None:
+        """The measured stimulus without a side effect of lowest ``predicted_cost`` (stimuli -> (n,))."""
+        ok = [s for s, o, _ in self._obs if not o.has_side_effect]
+        if not ok:
+            return None
+        with torch.no_grad():
+            c = predicted_cost(ok)
+        return ok[int(torch.argmin(c))]
 
     def ask(self, n: int = 1) -> list[Stimulus]:
         """Propose ``n`` stimuli; every one has passed ``space.check``.

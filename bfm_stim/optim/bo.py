@@ -321,6 +321,28 @@ class BayesOpt(Optimizer):
         pm = self.prior_mean
         return lambda X: -pm(X.reshape(-1, X.shape[-1])).reshape(X.shape[:-1]).to(X)
 
+    def recommend(self) -> Stimulus | None:
+        """The measured stimulus without a side effect of lowest posterior-mean cost (the cost GP plus the
+        scaled surrogate prior): trial noise is averaged by the GP's noise model instead of trusting the
+        single lowest measurement. The fit is the one the next :meth:`ask` uses (cached per observation count)."""
+        if len(self._obs) < 2 or self.space.dim == 0:
+            return super().recommend()
+
+        if all(o.has_side_effect for _, o, _ in self._obs):
+            return None
+        with torch.random.fork_rng(), warnings.catch_warnings():  # the fit (outside no_grad), seeded as in ask
+            warnings.simplefilter("ignore", OptimizationWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            torch.manual_seed((self.settings.seed * 1_000_003 + self._n_acq) % (2**31 - 1))
+            model, objective, _ = self._model()
+
+        def predicted(stims: list[Stimulus]) -> torch.Tensor:
+            X = stimuli_unit(self.space, stims)
+            Y = model.posterior(X).mean  # (n, outputs): -(cost - prior) [, severity]
+            return -(Y[..., 0] if objective is None else objective(Y, X))
+
+        return self._recommend_lowest(predicted)
+
     # --- acquisition ----------------------------------------------------------------------------
     def _acquire(self, q: int, X_pending: torch.Tensor | None) -> torch.Tensor:
         import time

@@ -250,6 +250,11 @@ class GradientSearch(Optimizer):
             tags += [{"fill": True}] * m
         return torch.cat(rows), tags
 
+    def recommend(self) -> Stimulus | None:
+        """The measured stimulus without a side effect of lowest corrected predicted cost (:meth:`corrected`)."""
+        corr = self.corrected()
+        return self._recommend_lowest(lambda st: corr.predict_mean(self.space.to_features(st, dtype=torch.float64)))
+
     def _impl_state(self) -> dict[str, Any]:
         return {"n_fill": self._n_fill}
 
