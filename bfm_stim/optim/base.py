@@ -120,13 +120,20 @@ class OptimizerSettings:
 
     Args:
         seed: Seed of every random choice the optimizer makes (int >= 0).
+        side_effect_threshold: A trial had a side effect when its measured severity is >= this
+            (``True`` = 1.0); lower severities are sub-threshold readings, not side effects. Such a
+            trial is never the optimizer's best or recommendation (constraint-aware BO also models it).
     """
 
     seed: int = 0
+    side_effect_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValidationError("seed", self.seed, "an integer >= 0")
+        t = self.side_effect_threshold
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not (math.isfinite(t) and t > 0):
+            raise ValidationError("side_effect_threshold", t, "a finite severity > 0")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
@@ -237,10 +244,15 @@ class Optimizer(abc.ABC):
         """Stimuli asked for but not told yet."""
         return tuple(s for s, _ in self._pending)
 
+    def is_side_effect(self, outcome: Outcome) -> bool:
+        """Whether ``outcome`` counts as a side effect (severity >= ``settings.side_effect_threshold``)."""
+        sev = outcome.severity
+        return sev is not None and sev >= self.settings.side_effect_threshold
+
     @property
     def best(self) -> tuple[Stimulus, Outcome] | None:
-        """Lowest-cost observation without a side effect (``None`` before any)."""
-        ok = [(s, o) for s, o, _ in self._obs if not o.has_side_effect]
+        """Lowest-cost observation without a side effect (:meth:`is_side_effect`; ``None`` before any)."""
+        ok = [(s, o) for s, o, _ in self._obs if not self.is_side_effect(o)]
         return min(ok, key=lambda so: so[1].cost) if ok else None
 
     def recommend(self) -> Stimulus | None:
@@ -254,7 +266,7 @@ class Optimizer(abc.ABC):
 
     def _recommend_lowest(self, predicted_cost: Callable[[list[Stimulus]], torch.Tensor]) -> Stimulus | None:
         """The measured stimulus without a side effect of lowest ``predicted_cost`` (stimuli -> (n,))."""
-        ok = [s for s, o, _ in self._obs if not o.has_side_effect]
+        ok = [s for s, o, _ in self._obs if not self.is_side_effect(o)]
         if not ok:
             return None
         with torch.no_grad():

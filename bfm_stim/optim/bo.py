@@ -65,7 +65,8 @@ class BOSettings(OptimizerSettings):
         mc_samples: QMC samples of qLogNEI.
         maxiter: L-BFGS-B iterations per restart.
         constraint_aware: Model the side-effect severity and weight the acquisition by feasibility.
-        side_effect_threshold: A trial is infeasible when its severity >= this (``True`` = 1.0).
+        side_effect_threshold: A trial is infeasible when its severity >= this (``True`` = 1.0); the
+            side-effect GP models severity in these units.
         warm_start: Start each GP fit from the previous hyperparameters.
         kernel: ``"product"`` (Matérn × categorical kernel, SingleTaskGP) or ``"mixed"``
             (MixedSingleTaskGP) for spaces with a categorical contact/modality.
@@ -91,7 +92,6 @@ class BOSettings(OptimizerSettings):
     mc_samples: int = 128
     maxiter: int = 100
     constraint_aware: bool = True
-    side_effect_threshold: float = 0.5
     warm_start: bool = True
     kernel: str = "product"
     prior_trust: float = 3.0
@@ -115,9 +115,6 @@ class BOSettings(OptimizerSettings):
                                   "0.84 = the side-effect GP's prior P(no side effect) away from data)")
         if self.kernel not in ("product", "mixed"):
             raise ValidationError("kernel", self.kernel, "'product' or 'mixed'")
-        t = self.side_effect_threshold
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not (math.isfinite(t) and t > 0):
-            raise ValidationError("side_effect_threshold", t, "a finite severity > 0")
 
 
 class _ThroughMap(AcquisitionFunction):
@@ -328,7 +325,7 @@ class BayesOpt(Optimizer):
         if len(self._obs) < 2 or self.space.dim == 0:
             return super().recommend()
 
-        if all(o.has_side_effect for _, o, _ in self._obs):
+        if all(self.is_side_effect(o) for _, o, _ in self._obs):
             return None
         with torch.random.fork_rng(), warnings.catch_warnings():  # the fit (outside no_grad), seeded as in ask
             warnings.simplefilter("ignore", OptimizationWarning)

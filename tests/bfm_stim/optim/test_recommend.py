@@ -16,11 +16,13 @@ def test_recommend_is_a_measured_stimulus_without_side_effect(name, problem):
     s = opt.ask(4)
     opt.tell(s[:2], [Outcome(0.01, side_effect=1.0), Outcome(0.02, side_effect=True)])
     assert opt.recommend() is None  # only side effects so far
-    opt.tell(s[2:], [Outcome(0.6, side_effect=0.0), Outcome(0.4)])
+    # a sub-threshold severity reading (0.2 < side_effect_threshold 0.5) is not a side effect
+    opt.tell(s[2:], [Outcome(0.6, side_effect=0.0), Outcome(0.4, side_effect=0.2)])
+    assert not opt.is_side_effect(opt.observations[3][1]) and opt.is_side_effect(opt.observations[0][1])
     rec = opt.recommend()
     assert rec in s[2:], (name, rec)
     if name in ("random", "sobol", "cmaes"):  # no cost model: the lowest measured cost
-        assert rec == s[3]
+        assert rec == s[3] and opt.best[0] == s[3]
 
 
 @pytest.mark.slow
