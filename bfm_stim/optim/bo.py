@@ -28,10 +28,11 @@ The initial design is a scrambled Sobol sequence in the safe-set box.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from botorch.acquisition import AcquisitionFunction
@@ -327,10 +328,7 @@ class BayesOpt(Optimizer):
 
         if all(self.is_side_effect(o) for _, o, _ in self._obs):
             return None
-        with torch.random.fork_rng(), warnings.catch_warnings():  # the fit (outside no_grad), seeded as in ask
-            warnings.simplefilter("ignore", OptimizationWarning)
-            warnings.simplefilter("ignore", RuntimeWarning)
-            torch.manual_seed((self.settings.seed * 1_000_003 + self._n_acq) % (2**31 - 1))
+        with self._seeded(self._acq_seed()):  # the fit (outside no_grad), seeded as the next ask's
             model, objective, _ = self._model()
 
         def predicted(stims: list[Stimulus]) -> torch.Tensor:
@@ -341,17 +339,28 @@ class BayesOpt(Optimizer):
         return self._recommend_lowest(predicted)
 
     # --- acquisition ----------------------------------------------------------------------------
+    def _acq_seed(self) -> int:
+        """Seed of the next acquisition (and of the GP fit it uses): ``(seed, acquisitions so far)``."""
+        return (self.settings.seed * 1_000_003 + self._n_acq) % (2**31 - 1)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _seeded(seed: int) -> Iterator[None]:
+        """Torch RNG forked and seeded; L-BFGS-B warnings silenced (it may stop early at the safe-set
+        map's kinks; the best restart is still used)."""
+        with torch.random.fork_rng(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizationWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            torch.manual_seed(seed)
+            yield
+
     def _acquire(self, q: int, X_pending: torch.Tensor | None) -> torch.Tensor:
         import time
 
         t0 = time.perf_counter()
-        seed = (self.settings.seed * 1_000_003 + self._n_acq) % (2**31 - 1)
+        seed = self._acq_seed()
         self._n_acq += 1
-        with torch.random.fork_rng(), warnings.catch_warnings():
-            # L-BFGS-B may stop early at the safe-set map's kinks; the best restart is still used.
-            warnings.simplefilter("ignore", OptimizationWarning)
-            warnings.simplefilter("ignore", RuntimeWarning)
-            torch.manual_seed(seed)
+        with self._seeded(seed):
             model, objective, constraints = self._model()
             X_base = stimuli_unit(self.space, [s for s, _, _ in self._obs])
             acqf = qLogNoisyExpectedImprovement(
