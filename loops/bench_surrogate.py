@@ -69,13 +69,12 @@ class BenchConfig:
     threads: int = 1
     n_trained_patients: int = 0
     trained_amounts_s: tuple[float, ...] = ()
+    workers: int = 1
 
 
-# The methods that train run on the first 4 patients (one per family) at 10 s, 2 min and 10 min, so the
-# whole benchmark fits ~25 min on 2 shared cores; zero-shot, ARX, linear and persistence run on all 20
-# at every amount.
-FULL = BenchConfig(steps_embedding=30, steps_full=30, steps_scratch=100, n_trained_patients=4,
-                   trained_amounts_s=(10.0, 120.0, 600.0))
+# Every method on all 20 patients at every amount (0 s: the 30 s of rest only, which the trained methods
+# adapt on too). About 40 min with one patient per process on 2 cores.
+FULL = BenchConfig(steps_embedding=30, steps_full=30, steps_scratch=100, workers=2)
 QUICK = BenchConfig(n_patients=2, amounts_s=(0.0, 10.0), rest_s=8.0, cal_s=8.0, n_test=4, steps_embedding=1,
                     steps_full=1, steps_scratch=1, scratch_lrs=(1e-3,), batch_size=4, n_candidates=64,
                     n_cal_windows=8, hidden_s=6.0)
@@ -269,6 +268,48 @@ def _pick_scratch_lr(cfg: Any, ep: EvalPatient | None, bc: BenchConfig, fs: floa
     return max(score, key=score.get)
 
 
+METHODS = ("zero_shot", "pretrained_embedding", "pretrained_finetune", "scratch", "arx", "linear", "persistence")
+
+
+def _bench_patient(job: dict[str, Any], ep: EvalPatient | None = None,
+                   model: BrainFoundationModel | None = None) -> dict[str, Any]:
+    """Every method at every amount on one eval patient (in a worker process, or inline with ``ep``/``model``).
+
+    Returns ``{"i", "raw": {method: {amount: metrics}}, "zs": {(method, amount): latents}}``.
+    """
+    bc: BenchConfig = job["bc"]
+    i = job["i"]
+    if model is None:
+        torch.set_num_threads(bc.threads)
+        model, _ = load_checkpoint(Path(job["checkpoint"]))
+    if ep is None:  # simulated again in the worker: deterministic in (family, seed), cheaper than pickling
+        ep = make_eval_patient(job["family"], job["seed"], **job["geo"])
+    torch.manual_seed(1000 + i)  # each patient's draws independent of the order and of the process
+    cfg = model.config
+    fs, L = cfg.fs, cfg.patch_len
+    raw: dict[str, dict[float, dict]] = {m: {} for m in METHODS}
+    zs: dict[tuple[str, float], np.ndarray] = {}
+    e0 = infer_embedding(model, ep.series(0).data, ep.session.positions)
+    fc0 = _forecaster(cfg, ep.series(0))
+    met, z = _eval_bfm(model, e0, ep, fs, bc.n_cal_windows, fc0)
+    for a in bc.amounts_s:
+        raw["zero_shot"][a] = met
+        zs[("zero_shot", a)] = z
+        ser = ep.series(a)
+        trained = (not bc.n_trained_patients or i < bc.n_trained_patients) and (
+            not bc.trained_amounts_s or a in bc.trained_amounts_s)
+        for name, mdl, mode, steps, lr in (
+                ("pretrained_embedding", model, "embedding", bc.steps_embedding, bc.lr_embedding),
+                ("pretrained_finetune", model, "full", bc.steps_full, bc.lr_full),
+                ("scratch", _scratch_model(cfg, i), "full", bc.steps_scratch, job["lr_scratch"])) if trained else ():
+            res = adapt(mdl, ser, mode=mode, steps=steps, lr=lr, seed=i,
+                        patient_init=e0 if mdl is model else None, **_adapt_kw(bc))
+            raw[name][a], zs[(name, a)] = _eval_bfm(res.model, res.embedding, ep, fs, bc.n_cal_windows, res.forecaster)
+        for name, m_ in _eval_baselines(ep, a, L, fs, cfg).items():
+            raw[name][a] = m_
+    return {"i": i, "raw": raw, "zs": zs}
+
+
 def run_surrogate_bench(quick: bool = False, checkpoint: str | Path | None = None, *,
                         config: BenchConfig | None = None, progress: bool = True) -> dict[str, Any]:
     """Run the benchmark and return its JSON-able results (see the module docstring).
@@ -310,38 +351,37 @@ def _run(bc: BenchConfig, quick: bool, checkpoint: str | Path | None, progress: 
     t_sim = time.perf_counter() - t0
     speed = throughput(model, eps[0], bc.n_candidates, reps=1 if quick else 3)  # first: fail fast, quiet machine
     lr_s = _pick_scratch_lr(cfg, val, bc, fs)
-    methods = ("zero_shot", "pretrained_embedding", "pretrained_finetune", "scratch", "arx", "linear", "persistence")
-    raw: dict[str, dict[float, list[dict]]] = {m: {a: [] for a in bc.amounts_s} for m in methods}
+    raw: dict[str, dict[float, list[dict]]] = {m: {a: [] for a in bc.amounts_s} for m in METHODS}
     zs: dict[tuple[str, float], list[tuple[int, np.ndarray]]] = {}
+    jobs = [dict(i=i, family=ep.meta["family"], seed=int(ep.meta["seed"]), geo=geo, bc=bc, checkpoint=str(ck),
+                 lr_scratch=lr_s) for i, ep in enumerate(eps)]
     bar = tqdm(total=len(eps) * len(bc.amounts_s), desc="bench", disable=not progress)
-    for i, ep in enumerate(eps):
-        e0 = infer_embedding(model, ep.series(0).data, ep.session.positions)
-        fc0 = _forecaster(cfg, ep.series(0))
-        met, z = _eval_bfm(model, e0, ep, fs, bc.n_cal_windows, fc0)
-        for a in bc.amounts_s:
-            raw["zero_shot"][a].append(met)
-            zs.setdefault(("zero_shot", a), []).append((i, z))
-            ser = ep.series(a)
-            trained = (not bc.n_trained_patients or i < bc.n_trained_patients) and (
-                not bc.trained_amounts_s or a in bc.trained_amounts_s)
-            for name, mdl, mode, steps, lr in (
-                    ("pretrained_embedding", model, "embedding", bc.steps_embedding, bc.lr_embedding),
-                    ("pretrained_finetune", model, "full", bc.steps_full, bc.lr_full),
-                    ("scratch", _scratch_model(cfg, i), "full", bc.steps_scratch, lr_s)) if trained else ():
-                res = adapt(mdl, ser, mode=mode, steps=steps, lr=lr, seed=i,
-                            patient_init=e0 if mdl is model else None, **_adapt_kw(bc))
-                m_, z_ = _eval_bfm(res.model, res.embedding, ep, fs, bc.n_cal_windows, res.forecaster)
-                raw[name][a].append(m_)
-                zs.setdefault((name, a), []).append((i, z_))
-            for name, m_ in _eval_baselines(ep, a, L, fs, cfg).items():
-                raw[name][a].append(m_)
-            bar.update(1)
+    if bc.workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(bc.workers, mp_context=mp.get_context("spawn")) as ex:
+            parts = []
+            for part in ex.map(_bench_patient, jobs):
+                parts.append(part)
+                bar.update(len(bc.amounts_s))
+    else:
+        parts = []
+        for job, ep in zip(jobs, eps):
+            parts.append(_bench_patient(job, ep=ep, model=model))
+            bar.update(len(bc.amounts_s))
     bar.close()
+    for part in parts:  # in patient order
+        for name, per in part["raw"].items():
+            for a, met in per.items():
+                raw[name][a].append(met)
+        for key, z in part["zs"].items():
+            zs.setdefault(key, []).append((part["i"], z))
     for (name, a), zl in zs.items():
         for m_, c in zip(raw[name][a], _consistency([z for _, z in zl], [eps[j] for j, _ in zl])):
             m_["latent_consistency"] = c
     results = {m: {f"{a:g}": {k: _summary([r.get(k) for r in raw[m][a]]) for k in METRICS}
-                   for a in bc.amounts_s} for m in methods}
+                   for a in bc.amounts_s} for m in METHODS}
     out = {"config": dataclasses.asdict(bc), "checkpoint": str(ck), "model_config": cfg.to_dict(),
            "patients": [ep.meta for ep in eps], "validation_patient": val.meta if val else None, "scratch_lr": lr_s,
            "test_kinds": list(TEST_KINDS), "results": results, "throughput": speed,

@@ -97,19 +97,36 @@ def _card(info: dict[str, Any], cal: dict[str, float], bench: dict[str, Any] | N
              "## Training", "", f"`{json.dumps(pc.get('train', {}))}`", "",
              "## Timings", "", f"`{json.dumps(timings)}`", "",
              "## Calibration", "", f"Conformal scales (90 %), held-out pretraining-cohort patients: `{json.dumps(cal)}`", ""]
-    if bench:
-        lines += ["## Benchmark (`bfm-stim bench surrogate`)", "", f"Config: `{json.dumps(bench.get('config'))}`", "",
-                  f"Targets: `{json.dumps(bench.get('targets'))}`", "", f"Throughput: `{json.dumps(bench.get('throughput'))}`", "",
-                  "Missed targets (reported as measured): "
-                  + (", ".join(k for k, ok in bench.get("targets", {}).get("met", {}).items() if not ok) or "none") + ".", "",
-                  "| method | data (s) | R² 40 ms | R² 160 ms | stim-effect R² | held-out stim R² | z→hidden R² | coverage 90 % |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for m, per in bench["results"].items():
-            for a, v in per.items():
-                f = lambda k: "—" if v[k]["median"] is None else f"{v[k]['median']:.3f}"  # noqa: E731
-                lines.append(f"| {m} | {a} | {f('forecast_r2_40ms')} | {f('forecast_r2_160ms')} | {f('stim_effect_r2')} | "
-                             f"{f('stim_effect_r2_heldout')} | {f('latent_hidden_r2')} | {f('coverage_90')} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + (_bench_section(bench) if bench else [])) + "\n"
+
+
+BENCH_HEADING = "## Benchmark (`bfm-stim bench surrogate`)"
+
+
+def _bench_section(bench: dict[str, Any]) -> list[str]:
+    """The model card's benchmark section, from ``bfm-stim bench surrogate`` JSON."""
+    lines = [BENCH_HEADING, "", f"Config: `{json.dumps(bench.get('config'))}`", "",
+             f"Targets: `{json.dumps(bench.get('targets'))}`", "", f"Throughput: `{json.dumps(bench.get('throughput'))}`", "",
+             "Missed targets (reported as measured): "
+             + (", ".join(k for k, ok in bench.get("targets", {}).get("met", {}).items() if not ok) or "none") + ".", "",
+             "Medians over the evaluation patients (the number per cell is in the JSON).", "",
+             "| method | data (s) | R² 40 ms | R² 160 ms | stim-effect R² | held-out stim R² | z→hidden R² | coverage 90 % |",
+             "|---|---|---|---|---|---|---|---|"]
+    for m, per in bench["results"].items():
+        for a, v in per.items():
+            f = lambda k: "—" if v[k]["median"] is None else f"{v[k]['median']:.3f}"  # noqa: E731
+            lines.append(f"| {m} | {a} | {f('forecast_r2_40ms')} | {f('forecast_r2_160ms')} | {f('stim_effect_r2')} | "
+                         f"{f('stim_effect_r2_heldout')} | {f('latent_hidden_r2')} | {f('coverage_90')} |")
+    return lines
+
+
+def refresh_card_benchmark(dest: str | Path, bench_json: str | Path) -> Path:
+    """Replace the benchmark section of ``dest/MODEL_CARD.md`` with ``bench_json``'s figures (weights untouched)."""
+    card = Path(dest) / "MODEL_CARD.md"
+    text = card.read_text()
+    head = text.split(BENCH_HEADING)[0].rstrip("\n") + "\n\n"
+    card.write_text(head + "\n".join(_bench_section(json.loads(Path(bench_json).read_text()))) + "\n")
+    return card
 
 
 def ship(run_dir: str | Path, dest: str | Path = DEFAULT_DIR, *, bench_json: str | Path | None = None,
@@ -135,12 +152,21 @@ if __name__ == "__main__":
     import argparse
 
     ap = argparse.ArgumentParser(description="package a pretraining run as the shipped checkpoint")
-    ap.add_argument("run")
+    ap.add_argument("run", nargs="?", help="pretraining run directory (not needed with --card-only)")
+    ap.add_argument("--card-only", action="store_true",
+                    help="only rewrite the model card's benchmark section from --bench (weights untouched)")
     ap.add_argument("--dest", default=str(DEFAULT_DIR))
     ap.add_argument("--bench", default=None)
     ap.add_argument("--timings", default=None, help="JSON dict of measured timings for the model card")
     ap.add_argument("--no-calibrate", action="store_true")
     a = ap.parse_args()
+    if a.card_only:
+        if not a.bench:
+            ap.error("--card-only needs --bench PATH")
+        print(refresh_card_benchmark(a.dest, a.bench))
+        raise SystemExit(0)
+    if not a.run:
+        ap.error("give the pretraining run directory (or --card-only --bench PATH)")
     torch.set_num_threads(2)
     ship(a.run, a.dest, bench_json=a.bench, timings=json.loads(a.timings) if a.timings else None,
          calibrate=not a.no_calibrate)
