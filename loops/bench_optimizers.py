@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -241,9 +240,9 @@ def run_optimizer_bench(quick: bool = False, n_patients: int = 10, seeds: int = 
              "oracle": QUICK_ORACLE if quick else {}, "repeats": 2 if quick else 8} for i in range(n_patients)]
     t0 = time.perf_counter()
     if workers > 1:
-        import multiprocessing as mp
+        from loops._pool import single_thread_pool
 
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+        with single_thread_pool(workers) as ex:
             rows = [r for part in ex.map(_run_patient, jobs) for r in part]
     else:
         rows = [r for j in jobs for r in _run_patient(j)]

@@ -18,7 +18,6 @@ medians [IQR] over patients:
 from __future__ import annotations
 
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -98,9 +97,9 @@ def run_ranking_bench(n_patients: int = 10, n_stimuli: int = 48, repeats: int = 
              "repeats": repeats, "checkpoint": str(ck)} for i in range(n_patients)]
     t0 = time.perf_counter()
     if workers > 1:
-        import multiprocessing as mp
+        from loops._pool import single_thread_pool
 
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+        with single_thread_pool(workers) as ex:
             rows = list(ex.map(_run_patient, jobs))
     else:
         rows = [_run_patient(j) for j in jobs]

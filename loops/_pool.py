@@ -1,0 +1,40 @@
+"""Process pools for the benchmarks: one patient per process, one compute thread per process.
+
+``torch.set_num_threads(1)`` inside a worker comes too late to be sure: the worker imports torch
+(to unpickle its task) before any of its code runs, and the OpenMP runtime sizes its team from the
+environment when it loads. With two workers on two cores the spare OpenMP threads then compete for
+the cores (measured: a second thread at ~50 % CPU per worker, several times slower per patient). The
+pool below starts its workers with the thread counts fixed in their environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Iterator
+
+__all__ = ["single_thread_pool", "THREAD_ENV"]
+
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def single_thread_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """A spawn-context pool of ``workers`` processes whose BLAS/OpenMP/numba runtimes use one thread.
+
+    The variables are set in this process only while the pool starts and runs its workers (spawn
+    copies the environment at process start), then restored.
+    """
+    old = {k: os.environ.get(k) for k in THREAD_ENV}
+    os.environ.update({k: "1" for k in THREAD_ENV})
+    try:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+            yield ex
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
