@@ -47,7 +47,9 @@ class BenchConfig:
 
     ``n_trained_patients`` / ``trained_amounts_s`` restrict the methods that train (embedding
     adaptation, fine-tuning, scratch) to the first patients / some amounts (0 / empty: all), so the
-    benchmark fits its time budget on 2 shared cores; the other methods run everywhere.
+    benchmark fits its time budget on 2 shared cores; the other methods run everywhere. ``workers``
+    > 1 runs one patient per single-threaded process (:func:`loops._pool.single_thread_pool`; the
+    figures are those of one process).
     """
 
     n_patients: int = 20
