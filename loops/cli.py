@@ -225,9 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--recording", required=True, help="recording (FIF, EDF, BDF, BrainVision, XDF)")
     s.add_argument("--out", required=True, help="adapted patient file to write (.pt)")
     s.add_argument("--checkpoint", default=None, help="pretrained checkpoint (default: the shipped one)")
-    s.add_argument("--mode", choices=["zero_shot", "embedding", "full"], default="embedding",
+    s.add_argument("--mode", choices=["zero_shot", "embedding", "full"], default="full",
                    help="zero_shot: infer the patient embedding from rest; embedding: also tune read-in/out; "
-                        "full: fine-tune everything")
+                        "full (default): fine-tune everything, the best measured")
     s.set_defaults(func=_cmd_adapt)
 
     s = sub.add_parser("optimize", help="optimize a stimulation protocol offline (simulated patient or surrogate)")

@@ -27,7 +27,7 @@ def _recording(tmp_path, seconds: float = 24.0):
     return path
 
 
-@pytest.mark.parametrize("mode", ["zero_shot", "embedding"])
+@pytest.mark.parametrize("mode", ["zero_shot", "embedding", "full"])
 def test_adapt_writes_a_loadable_patient_file(tmp_path, mode):
     out = tmp_path / f"{mode}.pt"
     summary = main(_recording(tmp_path), out, mode=mode, steps=2, progress=False)
