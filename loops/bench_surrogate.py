@@ -19,6 +19,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -199,9 +200,9 @@ def _eval_baselines(ep: EvalPatient, amount: float, patch_len: int, fs: float, c
     return res
 
 
-def _consistency(zs: list[np.ndarray], eps: list[EvalPatient]) -> list[float]:
+def _consistency(zs: list[np.ndarray], eps: list[Any]) -> list[float]:
     """Cross-patient decoding R² of the population-mean hidden activity (fit on one patient, test on the
-    next of the same family)."""
+    next of the same family); ``eps`` need ``.meta`` and ``.rest_hidden`` (an EvalPatient or a view of one)."""
     out = []
     for i, ep in enumerate(eps):
         j = next((k for k in range(len(eps)) if k != i and eps[k].meta["family"] == ep.meta["family"]), None)
@@ -279,7 +280,8 @@ def _bench_patient(job: dict[str, Any], ep: EvalPatient | None = None,
                    model: BrainFoundationModel | None = None) -> dict[str, Any]:
     """Every method at every amount on one eval patient (in a worker process, or inline with ``ep``/``model``).
 
-    Returns ``{"i", "raw": {method: {amount: metrics}}, "zs": {(method, amount): latents}}``.
+    Returns ``{"i", "raw": {method: {amount: metrics}}, "zs": {(method, amount): latents}, "meta",
+    "rest_hidden"}`` (the last two for the cross-patient consistency).
     """
     bc: BenchConfig = job["bc"]
     i = job["i"]
@@ -311,7 +313,7 @@ def _bench_patient(job: dict[str, Any], ep: EvalPatient | None = None,
             raw[name][a], zs[(name, a)] = _eval_bfm(res.model, res.embedding, ep, fs, bc.n_cal_windows, res.forecaster)
         for name, m_ in _eval_baselines(ep, a, L, fs, cfg).items():
             raw[name][a] = m_
-    return {"i": i, "raw": raw, "zs": zs}
+    return {"i": i, "raw": raw, "zs": zs, "meta": ep.meta, "rest_hidden": ep.rest_hidden}
 
 
 def run_surrogate_bench(quick: bool = False, checkpoint: str | Path | None = None, *,
@@ -349,17 +351,22 @@ def _run(bc: BenchConfig, quick: bool, checkpoint: str | Path | None, progress: 
     t0 = time.perf_counter()
     geo = dict(fs=fs, patch_len=L, ctx_patches=cfg.max_patches - cfg.horizon_patches, hor_patches=cfg.horizon_patches,
                rest_s=bc.rest_s, probe_s=max(bc.amounts_s), cal_s=bc.cal_s, n_test=bc.n_test, hidden_s=bc.hidden_s)
-    eps = [make_eval_patient(FAMILIES[i % len(FAMILIES)], s, **geo)
-           for i, s in enumerate(tqdm(seeds, desc="eval patients", disable=not progress))]
-    val, eps = (eps[-1], eps[:-1]) if n_val else (None, eps)
+    fams = [FAMILIES[i % len(FAMILIES)] for i in range(len(seeds))]
+    n_eval = len(seeds) - n_val
+    # Simulated here: the patients this process runs (all without workers; else the first, for the
+    # throughput figure), and the validation patient. Workers simulate their own.
+    local = sorted(set(range(n_eval) if bc.workers <= 1 else [0]) | ({len(seeds) - 1} if n_val else set()))
+    sims = {i: make_eval_patient(fams[i], seeds[i], **geo)
+            for i in tqdm(local, desc="eval patients", disable=not progress)}
+    val = sims[len(seeds) - 1] if n_val else None
     t_sim = time.perf_counter() - t0
-    speed = throughput(model, eps[0], bc.n_candidates, reps=1 if quick else 3)  # first: fail fast, quiet machine
+    speed = throughput(model, sims[0], bc.n_candidates, reps=1 if quick else 3)  # first: fail fast, quiet machine
     lr_s = _pick_scratch_lr(cfg, val, bc, fs)
     raw: dict[str, dict[float, list[dict]]] = {m: {a: [] for a in bc.amounts_s} for m in METHODS}
     zs: dict[tuple[str, float], list[tuple[int, np.ndarray]]] = {}
-    jobs = [dict(i=i, family=ep.meta["family"], seed=int(ep.meta["seed"]), geo=geo, bc=bc, checkpoint=str(ck),
-                 lr_scratch=lr_s) for i, ep in enumerate(eps)]
-    bar = tqdm(total=len(eps) * len(bc.amounts_s), desc="bench", disable=not progress)
+    jobs = [dict(i=i, family=fams[i], seed=int(seeds[i]), geo=geo, bc=bc, checkpoint=str(ck), lr_scratch=lr_s)
+            for i in range(n_eval)]
+    bar = tqdm(total=n_eval * len(bc.amounts_s), desc="bench", disable=not progress)
     if bc.workers > 1:
         from loops._pool import single_thread_pool
 
@@ -370,8 +377,8 @@ def _run(bc: BenchConfig, quick: bool, checkpoint: str | Path | None, progress: 
                 bar.update(len(bc.amounts_s))
     else:
         parts = []
-        for job, ep in zip(jobs, eps):
-            parts.append(_bench_patient(job, ep=ep, model=model))
+        for job in jobs:
+            parts.append(_bench_patient(job, ep=sims[job["i"]], model=model))
             bar.update(len(bc.amounts_s))
     bar.close()
     for part in parts:  # in patient order
@@ -380,13 +387,14 @@ def _run(bc: BenchConfig, quick: bool, checkpoint: str | Path | None, progress: 
                 raw[name][a].append(met)
         for key, z in part["zs"].items():
             zs.setdefault(key, []).append((part["i"], z))
+    views = [SimpleNamespace(meta=p["meta"], rest_hidden=p["rest_hidden"]) for p in parts]  # what _consistency reads
     for (name, a), zl in zs.items():
-        for m_, c in zip(raw[name][a], _consistency([z for _, z in zl], [eps[j] for j, _ in zl])):
+        for m_, c in zip(raw[name][a], _consistency([z for _, z in zl], [views[j] for j, _ in zl])):
             m_["latent_consistency"] = c
     results = {m: {f"{a:g}": {k: _summary([r.get(k) for r in raw[m][a]]) for k in METRICS}
                    for a in bc.amounts_s} for m in METHODS}
     out = {"config": dataclasses.asdict(bc), "checkpoint": str(ck), "model_config": cfg.to_dict(),
-           "patients": [ep.meta for ep in eps], "validation_patient": val.meta if val else None, "scratch_lr": lr_s,
+           "patients": [v.meta for v in views], "validation_patient": val.meta if val else None, "scratch_lr": lr_s,
            "test_kinds": list(TEST_KINDS), "results": results, "throughput": speed,
            "timing_s": {"simulate": t_sim, "total": time.perf_counter() - t0}}
     out["targets"] = _targets(results, bc)
