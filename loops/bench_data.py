@@ -17,7 +17,7 @@ from bfm_stim.model.data import PatientSeries, patch_stimulus
 from bfm_stim.space import Stimulus, features_of
 from loops.pretrain_corpus import FEATURES_OFF, resample_to
 
-__all__ = ["EvalPatient", "make_eval_patient", "TEST_KINDS", "ArxModel", "r2", "forecast_r2"]
+__all__ = ["EvalPatient", "make_eval_patient", "state_oracle", "TEST_KINDS", "ArxModel", "r2", "forecast_r2"]
 
 TEST_KINDS = ("in_dist", "amplitude", "frequency", "contact")
 TRAIN_AMP_U, TRAIN_FREQ_U = 0.6, 0.75  # adaptation probes stay below these unit coordinates
@@ -36,6 +36,9 @@ class EvalPatient:
         kinds: (M,) test category per window (one of TEST_KINDS).
         rest_data, rest_hidden: a stimulation-off run (C, T) µV and its hidden sources at the patch ends (P, S).
         meta: id, family, seed, regime, n_channels.
+        oracle_fut, oracle_cf: the state oracle's forecasts of ``fut`` and ``cf_fut`` (M, C, Th) µV, or None:
+            the mean of independent noise continuations of each test trial from its true state at onset
+            (:func:`state_oracle`), the best forecast any model of the observations can make.
     """
 
     session: PatientSeries
@@ -49,6 +52,8 @@ class EvalPatient:
     rest_data: np.ndarray
     rest_hidden: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    oracle_fut: torch.Tensor | None = None
+    oracle_cf: torch.Tensor | None = None
 
     def series(self, amount_s: float) -> PatientSeries:
         """Adaptation data: the rest plus the first ``amount_s`` seconds of probes."""
@@ -82,8 +87,9 @@ def _probe(space: Any, rng: np.random.Generator, kind: str, sensory_ok: bool) ->
 
 def make_eval_patient(family: str, seed: int, *, fs: float, patch_len: int, ctx_patches: int, hor_patches: int,
                       rest_s: float, probe_s: float, cal_s: float, n_test: int, hidden_s: float = 30.0,
-                      rng_seed: int = 0) -> EvalPatient:
-    """Simulate one evaluation patient: session, test trials with counterfactuals, a hidden-state run."""
+                      rng_seed: int = 0, oracle_branches: int = 0) -> EvalPatient:
+    """Simulate one evaluation patient: session, test trials with counterfactuals, a hidden-state run,
+    and with ``oracle_branches`` > 0 the state oracle's forecasts of the test trials (:func:`state_oracle`)."""
     import simulators
 
     p = simulators.make(family, seed=seed, cohort="eval")
@@ -147,10 +153,50 @@ def make_eval_patient(family: str, seed: int, *, fs: float, patch_len: int, ctx_
     step = int(round(patch_len * fs_in / fs))
     h = hid.hidden[0].numpy()[:, : len(p.source_names)]
     rest_hidden = h[np.arange(1, n_p + 1) * step - 1]
-    return EvalPatient(session, probe_start, probe_start + int(probe_s * fs),
-                       torch.from_numpy(x_on[..., a:b]).float(), torch.from_numpy(stim_t).float(),
-                       torch.from_numpy(x_on[..., b:e]).float(), torch.from_numpy(x_off[..., b:e]).float(),
-                       kinds, rest_data, rest_hidden, meta)
+    ep = EvalPatient(session, probe_start, probe_start + int(probe_s * fs),
+                     torch.from_numpy(x_on[..., a:b]).float(), torch.from_numpy(stim_t).float(),
+                     torch.from_numpy(x_on[..., b:e]).float(), torch.from_numpy(x_off[..., b:e]).float(),
+                     kinds, rest_data, rest_hidden, meta)
+    if oracle_branches > 0:
+        o_on, o_off = state_oracle(p, stims, trials, dur, lead_s + ctx_s, oracle_branches, fs)
+        ep.oracle_fut = torch.from_numpy(o_on[..., b:e]).float()
+        ep.oracle_cf = torch.from_numpy(o_off[..., b:e]).float()
+    return ep
+
+
+ORACLE_TRIAL0 = 1_000_000  # first noise realization of the oracle's continuations (disjoint from the test trials)
+
+
+def state_oracle(p: Any, stims: list[Stimulus], trials: list[int], duration_s: float, onset_s: float,
+                 n_branches: int, fs: float) -> tuple[np.ndarray, np.ndarray]:
+    """The best forecast of each test trial that knows the simulator's full state at onset.
+
+    Trial ``i`` (with ``stims[i]`` from ``onset_s``, and its no-stimulation counterfactual) is run
+    ``n_branches`` times with the trial's own noise up to ``onset_s`` and independent noise after it
+    (:func:`simulators.simulate_batch` with ``branch_s``); the mean over branches estimates
+    E[future | state at onset, stimulus], the minimum-MSE forecast. No model of the observations can
+    beat it in expectation, so its R² is the ceiling of the forecast metrics (its finite-sample noise
+    lowers its R² by about (1 - R²) / n_branches). Paired branches (same noise with and without the
+    stimulus) give the stimulation effect's conditional mean.
+
+    Returns:
+        (on, off): (M, C, T) µV at ``fs``, the mean continuation with and without the stimulus;
+        before ``onset_s`` equal to the trial itself (up to the resampling filter's reach).
+    """
+    from simulators import simulate_batch
+
+    m, k = len(stims), int(n_branches)
+    rows = [(i, j) for i in range(m) for j in range(k)]
+    branch = [ORACLE_TRIAL0 + i * k + j for i, j in rows]
+    out = []
+    for stim_of in (lambda i: stims[i], lambda i: None):
+        res = simulate_batch([p] * len(rows), [stim_of(i) for i, _ in rows], duration_s, onset_s=onset_s,
+                             trials=[trials[i] for i, _ in rows], branch_s=onset_s, branch_trials=branch)
+        c = p.n_channels
+        x = res.data[:, :c].numpy()
+        x = resample_to(x.reshape(-1, x.shape[-1]), float(p.fs), fs).reshape(m, k, c, -1)
+        out.append(x.mean(1))
+    return out[0], out[1]
 
 
 def r2(y: np.ndarray, yhat: np.ndarray, axis_mean: tuple[int, ...] = (0,)) -> float:

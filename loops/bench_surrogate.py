@@ -5,7 +5,9 @@ adaptation data of 0 s (rest only), 10 s, 30 s, 2 min and 10 min of probe stimul
 the pretrained BFM (zero-shot; embedding + read-in/out adaptation; full fine-tuning), the same
 architecture trained from scratch (learning rate picked on a validation patient), a per-patient
 ridge ARX model, the BFM's own linear path alone (the closed-form per-patient forecaster, no
-network: what pretraining adds on top of it) and persistence. Metrics: forecast R² at 40 and 160 ms, stimulation-effect R²
+network: what pretraining adds on top of it) and persistence, against the ceiling of the metrics: the state
+oracle, which forecasts each test trial as the mean of independent noise continuations from the
+simulator's true state at onset (:func:`loops.bench_data.state_oracle`). Metrics: forecast R² at 40 and 160 ms, stimulation-effect R²
 (stimulated run minus its same-noise counterfactual; all test stimuli and the held-out amplitudes,
 frequencies and contacts), linear R² from z to the hidden sources, cross-patient latent
 consistency, 90 % interval coverage, and the surrogate's throughput. Results hold the median and
@@ -48,7 +50,8 @@ class BenchConfig:
 
     ``n_trained_patients`` / ``trained_amounts_s`` restrict the methods that train (embedding
     adaptation, fine-tuning, scratch) to the first patients / some amounts (0 / empty: all), so the
-    benchmark fits its time budget on 2 shared cores; the other methods run everywhere. ``workers``
+    benchmark fits its time budget on 2 shared cores; the other methods run everywhere. ``oracle_branches``
+    noise continuations per test trial estimate the state oracle (the metrics' ceiling; 0: none). ``workers``
     > 1 runs one patient per single-threaded process (:func:`loops._pool.single_thread_pool`; the
     figures are those of one process).
     """
@@ -73,6 +76,7 @@ class BenchConfig:
     n_trained_patients: int = 0
     trained_amounts_s: tuple[float, ...] = ()
     workers: int = 1
+    oracle_branches: int = 32
 
 
 # Every method on all 20 patients at every amount; the trained methods from 10 s up (0 s of probes is
@@ -82,7 +86,7 @@ FULL = BenchConfig(steps_embedding=30, steps_full=30, steps_scratch=100, workers
                    trained_amounts_s=(10.0, 30.0, 120.0, 600.0))
 QUICK = BenchConfig(n_patients=2, amounts_s=(0.0, 10.0), rest_s=8.0, cal_s=8.0, n_test=4, steps_embedding=1,
                     steps_full=1, steps_scratch=1, scratch_lrs=(1e-3,), batch_size=4, n_candidates=64,
-                    n_cal_windows=8, hidden_s=6.0)
+                    n_cal_windows=8, hidden_s=6.0, oracle_branches=2)
 
 
 @torch.no_grad()
@@ -273,7 +277,8 @@ def _pick_scratch_lr(cfg: Any, ep: EvalPatient | None, bc: BenchConfig, fs: floa
     return max(score, key=score.get)
 
 
-METHODS = ("zero_shot", "pretrained_embedding", "pretrained_finetune", "scratch", "arx", "linear", "persistence")
+METHODS = ("zero_shot", "pretrained_embedding", "pretrained_finetune", "scratch", "arx", "linear", "persistence",
+           "state_oracle")
 
 
 def _bench_patient(job: dict[str, Any], ep: EvalPatient | None = None,
@@ -298,8 +303,12 @@ def _bench_patient(job: dict[str, Any], ep: EvalPatient | None = None,
     e0 = infer_embedding(model, ep.series(0).data, ep.session.positions)
     fc0 = _forecaster(cfg, ep.series(0))
     met, z = _eval_bfm(model, e0, ep, fs, bc.n_cal_windows, fc0)
+    oracle = None if ep.oracle_fut is None else _metrics(ep, _norm(ep.ctx, ep.oracle_fut), _norm(ep.ctx, ep.oracle_cf),
+                                                         None, None, L, fs)
     for a in bc.amounts_s:
         raw["zero_shot"][a] = met
+        if oracle is not None:
+            raw["state_oracle"][a] = oracle
         zs[("zero_shot", a)] = z
         ser = ep.series(a)
         trained = (not bc.n_trained_patients or i < bc.n_trained_patients) and (
@@ -350,7 +359,8 @@ def _run(bc: BenchConfig, quick: bool, checkpoint: str | Path | None, progress: 
     assert not pre & set(seeds) and all(simulators.cohort_of(s) == "eval" for s in seeds), "cohorts overlap"
     t0 = time.perf_counter()
     geo = dict(fs=fs, patch_len=L, ctx_patches=cfg.max_patches - cfg.horizon_patches, hor_patches=cfg.horizon_patches,
-               rest_s=bc.rest_s, probe_s=max(bc.amounts_s), cal_s=bc.cal_s, n_test=bc.n_test, hidden_s=bc.hidden_s)
+               rest_s=bc.rest_s, probe_s=max(bc.amounts_s), cal_s=bc.cal_s, n_test=bc.n_test, hidden_s=bc.hidden_s,
+               oracle_branches=bc.oracle_branches)
     fams = [FAMILIES[i % len(FAMILIES)] for i in range(len(seeds))]
     n_eval = len(seeds) - n_val
     # Simulated here: the patients this process runs (all without workers; else the first, for the
@@ -416,7 +426,8 @@ def _targets(results: dict, bc: BenchConfig) -> dict[str, Any]:
     gain = f160 - _med(results, "scratch", a, "forecast_r2_160ms")
     match = next((b for b in bc.amounts_s if _med(results, "scratch", f"{b:g}", "forecast_r2_160ms") >= f160), None)
     se_gain = se - _med(results, "scratch", a, "stim_effect_r2")
-    return {"amount_s": float(a), "best_pretrained": best, "forecast_r2_40ms": f40, "forecast_r2_160ms": f160,
+    ceiling = {k: _med(results, "state_oracle", a, k) for k in ("forecast_r2_40ms", "forecast_r2_160ms", "stim_effect_r2")}
+    return {"ceiling_state_oracle": ceiling,"amount_s": float(a), "best_pretrained": best, "forecast_r2_40ms": f40, "forecast_r2_160ms": f160,
             "stim_effect_r2": se, "gain_over_scratch_r2_160ms": gain, "gain_over_scratch_stim_effect_r2": se_gain,
             "scratch_amount_to_match_s": match, "beats_arx_160ms": f160 > _med(results, "arx", a, "forecast_r2_160ms"),
             "beats_linear_path_alone_160ms": f160 > _med(results, "linear", a, "forecast_r2_160ms"),
@@ -442,8 +453,10 @@ def write_plot(res: dict[str, Any], path: str | Path) -> Path:
                     lo.append(v[k]["iqr"][0])
                     hi.append(v[k]["iqr"][1])
             if xs:
-                ax.plot(xs, med, marker="o", label=m)
-                ax.fill_between(xs, lo, hi, alpha=0.15)
+                ceiling = m == "state_oracle"  # the metrics' ceiling, not a method: a dashed line
+                ln, = ax.plot(xs, med, marker="" if ceiling else "o", ls="--" if ceiling else "-",
+                              color="k" if ceiling else None, label="ceiling (state oracle)" if ceiling else m)
+                ax.fill_between(xs, lo, hi, alpha=0.08 if ceiling else 0.15, color=ln.get_color())
         ax.set_xscale("log")
         ax.set_xlabel("adaptation data, s (0 s plotted at 3 s)")
         ax.set_title(k)

@@ -40,7 +40,8 @@ class BatchResult:
 
 def simulate_batch(patients: Sequence[Patient], stimuli: Sequence[Stimulus | None], duration_s: float, *,
                    onset_s: float | Sequence[float] = 0.0, trials: Sequence[int] | None = None,
-                   hidden: bool = False) -> BatchResult:
+                   hidden: bool = False, branch_s: float | None = None,
+                   branch_trials: Sequence[int] | None = None) -> BatchResult:
     """Simulate row ``b`` = ``patients[b]`` receiving ``stimuli[b]`` for ``duration_s`` seconds.
 
     Rows of one family run in one kernel call; several families are grouped. Each row's result
@@ -53,6 +54,11 @@ def simulate_batch(patients: Sequence[Patient], stimuli: Sequence[Stimulus | Non
         onset_s: Train onset(s), s.
         trials: (B,) noise realizations (default 0).
         hidden: Also return the source signals.
+        branch_s: With ``branch_trials``, the time (s) from which row ``b`` draws its noise from
+            ``branch_trials[b]``'s streams (:meth:`Engine.reseed`): rows with the same patient, stimulus and
+            trial but different branch trials share everything before ``branch_s`` and are independent
+            continuations after it.
+        branch_trials: (B,) noise realizations after ``branch_s``.
     """
     B = len(patients)
     if len(stimuli) != B:
@@ -63,6 +69,13 @@ def simulate_batch(patients: Sequence[Patient], stimuli: Sequence[Stimulus | Non
     trials = [0] * B if trials is None else list(trials)
     fs = patients[0].fs
     T = int(round(duration_s * fs))
+    if (branch_s is None) != (branch_trials is None):
+        raise SimulatorError("branch_s and branch_trials go together")
+    if branch_trials is not None and len(branch_trials) != B:
+        raise SimulatorError(f"Got {len(branch_trials)=} for {B} rows; expected one branch trial per row")
+    t_branch = T if branch_s is None else int(round(float(branch_s) * fs))
+    if not 0 <= t_branch <= T:
+        raise ValidationError("branch_s", branch_s, f"a time in [0, {duration_s}] s")
     C = max(p.n_channels for p in patients)
     M = max(len(p.source_names) for p in patients)
     data = np.zeros((B, C, T), np.float32)
@@ -78,7 +91,12 @@ def simulate_batch(patients: Sequence[Patient], stimuli: Sequence[Stimulus | Non
             if s is not None and s.kind != "off":
                 eng.programs[i] = patients[b].program(s, int(round(onsets[b] * fs)))
                 sev[b] = patients[b].side_effect(s, trial=trials[b])[0]
-        d, h, act = eng.advance(T, hidden=hidden)
+        d, h, act = eng.advance(t_branch, hidden=hidden)
+        if branch_trials is not None:
+            eng.reseed([branch_trials[b] for b in rows])
+            d2, h2, act2 = eng.advance(T - t_branch, hidden=hidden)
+            d, act = np.concatenate([d, d2], 2), np.concatenate([act, act2], 1)
+            h = np.concatenate([h, h2], 1) if hidden and h is not None and h2 is not None else h
         for i, b in enumerate(rows):
             data[b, :d.shape[1]] = d[i]
             mask[b] = act[i]

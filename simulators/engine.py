@@ -81,6 +81,22 @@ class Engine:
     def batch_size(self) -> int:
         return len(self.patients)
 
+    def reseed(self, trials: Sequence[int]) -> "Engine":
+        """Draw every row's process and observation noise from ``trials[b]``'s streams from the next
+        sample on; the state (dynamics, background, artifact) is kept.
+
+        Rows that share a state and are reseeded to different trials are independent continuations of
+        that state: their mean estimates the conditional expectation of the future given the full state.
+        """
+        trials = [int(t) for t in trials]
+        if len(trials) != self.batch_size:
+            raise SimulatorError(f"Got {len(trials)=} trials for {self.batch_size} rows")
+        self.proc_key = np.array([stream_key(p.family, "process", p.seed, t) for p, t in zip(self.patients, trials)],
+                                 np.uint64)
+        self.obs_key = np.array([stream_key(p.family, "observation", p.seed, t) for p, t in zip(self.patients, trials)],
+                                np.uint64)
+        return self
+
     def _zero(self, *shape: int) -> np.ndarray:
         """A cached zero array (read-only use) for rows without a stimulus program."""
         z = self._zeros.get(shape)

@@ -14,7 +14,8 @@ from loops.bench_surrogate import METRICS, run_surrogate_bench, write_plot
 def test_quick_bench_structure(tmp_path):
     res = run_surrogate_bench(quick=True, progress=False)
     json.dumps(res)  # JSON-able
-    methods = {"zero_shot", "pretrained_embedding", "pretrained_finetune", "scratch", "arx", "linear", "persistence"}
+    methods = {"zero_shot", "pretrained_embedding", "pretrained_finetune", "scratch", "arx", "linear", "persistence",
+               "state_oracle"}
     assert set(res["results"]) == methods
     assert {p["family"] for p in res["patients"]} >= {"cortex-jr-v0", "cortex-jr-epileptic-v0"}
     for m, per in res["results"].items():
@@ -24,11 +25,12 @@ def test_quick_bench_structure(tmp_path):
             for k in ("forecast_r2_40ms", "forecast_r2_160ms", "stim_effect_r2"):
                 v = mets[k]
                 assert v["n"] == 2 and math.isfinite(v["median"]) and v["iqr"][0] <= v["median"] <= v["iqr"][1]
-            if m not in ("arx", "linear", "persistence"):
+            if m not in ("arx", "linear", "persistence", "state_oracle"):
                 assert 0.0 <= mets["coverage_90"]["median"] <= 1.0
                 assert math.isfinite(mets["latent_hidden_r2"]["median"])
     assert res["throughput"]["candidates_per_s_signal"] > 0
     assert set(res["targets"]["met"]) >= {"forecast_40ms>=0.85", "stim_effect>=0.7"}
+    assert set(res["targets"]["ceiling_state_oracle"]) == {"forecast_r2_40ms", "forecast_r2_160ms", "stim_effect_r2"}
     png = write_plot(res, tmp_path / "curves.png")
     assert png.stat().st_size > 1000
 
@@ -44,6 +46,31 @@ def test_patients_in_two_processes_give_the_single_process_figures():
     two = run_surrogate_bench(config=dataclasses.replace(QUICK, amounts_s=(10.0,), workers=2), progress=False)
     assert json.dumps(one["results"], sort_keys=True) == json.dumps(two["results"], sort_keys=True)
     assert one["results"]["pretrained_finetune"]["10"]["forecast_r2_160ms"]["n"] == 2
+
+
+def test_state_oracle_is_the_ceiling():
+    """The state oracle (mean of noise continuations from the true state at onset) forecasts better than
+    the models of the observations on the same windows: the ARX model, the linear path and the zero-shot
+    BFM. An oracle whose branches did not share the trial's past would forecast at R² about 0."""
+    from loops.bench_data import make_eval_patient
+    from loops.bench_surrogate import _bench_patient, QUICK
+    from bfm_stim.model.checkpoint import load_checkpoint
+    from bfm_stim.surrogate import default_checkpoint
+    import dataclasses
+    import numpy as np
+
+    geo = dict(fs=250.0, patch_len=25, ctx_patches=12, hor_patches=10, rest_s=8.0, probe_s=10.0, cal_s=8.0,
+               n_test=8, hidden_s=6.0)
+    ep = make_eval_patient("cortex-jr-v0", 1_000_004, oracle_branches=16, **geo)
+    model, _ = load_checkpoint(default_checkpoint())
+    bc = dataclasses.replace(QUICK, amounts_s=(10.0,), trained_amounts_s=(1e9,))  # no training: zero-shot + baselines
+    raw = _bench_patient(dict(bc=bc, i=0, lr_scratch=1e-3), ep=ep, model=model)["raw"]
+    o = raw["state_oracle"][10.0]
+    for m in ("zero_shot", "arx", "linear"):
+        for k in ("forecast_r2_40ms", "forecast_r2_160ms", "stim_effect_r2"):
+            assert o[k] > raw[m][10.0][k], (m, k, o[k], raw[m][10.0][k])
+    assert o["forecast_r2_40ms"] > 0.6 and o["stim_effect_r2"] > 0.7
+    assert ep.oracle_fut.shape == ep.fut.shape == ep.oracle_cf.shape
 
 
 def test_model_card_benchmark_section_is_rewritten_from_the_json(tmp_path):

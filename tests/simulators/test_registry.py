@@ -89,6 +89,26 @@ def test_batch_equals_single_rows():
         assert np.array_equal(res.data[i, :p.n_channels].numpy(), single.numpy())
 
 
+@pytest.mark.parametrize("pid", ["cortex-jr-v0", "bg-beta-v0"])
+def test_branches_share_the_past_and_continue_independently(pid):
+    """simulate_batch(branch_s=...): rows reseeded at branch_s equal the unbranched run before it; a row
+    reseeded to its own trial is the unbranched run; rows reseeded to other trials differ after branch_s
+    (as stimulated and unstimulated rows with the same noise, an effect pair)."""
+    p = simulators.make(pid, seed=4)
+    stim = p.stimulus_space().from_unit(np.full((1, p.stimulus_space().dim), 0.5))[0]
+    plain = simulators.simulate_batch([p] * 2, [stim, None], 0.6, onset_s=0.3, trials=[7, 7]).data.numpy()
+    br = simulators.simulate_batch([p] * 4, [stim, stim, None, None], 0.6, onset_s=0.3, trials=[7] * 4,
+                                   branch_s=0.3, branch_trials=[7, 8, 7, 8]).data.numpy()
+    k = int(round(0.3 * p.fs))
+    assert np.array_equal(br[0], plain[0]) and np.array_equal(br[2], plain[1])
+    assert np.array_equal(br[1, :, :k], plain[0, :, :k]) and np.array_equal(br[3, :, :k], plain[1, :, :k])
+    assert not np.allclose(br[1, :, k:], plain[0, :, k:]) and not np.allclose(br[3, :, k:], plain[1, :, k:])
+    with pytest.raises(Exception, match="branch"):
+        simulators.simulate_batch([p], [None], 0.6, branch_s=0.3)
+    with pytest.raises(ValidationError, match="branch_s"):
+        simulators.simulate_batch([p], [None], 0.6, branch_s=0.9, branch_trials=[1])
+
+
 def test_trials_differ_but_are_reproducible():
     p = simulators.make("bg-beta-v0", seed=2)
     a, b = p.simulate(0.5, trial=1).data, p.simulate(0.5, trial=2).data
