@@ -47,7 +47,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "guided": ("guided", dict(LEAN_BO, n_starts=4, steps=40)),
     "egreedy": ("egreedy", dict(n_pool=256)),
 }
-DEFAULT_OPTIMIZERS = ("random", "bo", "bo_plain", "gradient", "guided", "egreedy")
+DEFAULT_OPTIMIZERS = ("random", "sobol", "cmaes", "bo", "bo_plain", "gradient", "guided", "egreedy")
 QUICK_ORACLE = dict(n_amplitude=3, frequencies=(20.0, 130.0), pulse_widths=(60.0, 120.0), repeats=2, refine_steps=0)
 
 
