@@ -174,10 +174,14 @@ def state_oracle(p: Any, stims: list[Stimulus], trials: list[int], duration_s: f
     Trial ``i`` (with ``stims[i]`` from ``onset_s``, and its no-stimulation counterfactual) is run
     ``n_branches`` times with the trial's own noise up to ``onset_s`` and independent noise after it
     (:func:`simulators.simulate_batch` with ``branch_s``); the mean over branches estimates
-    E[future | state at onset, stimulus], the minimum-MSE forecast. No model of the observations can
-    beat it in expectation, so its R² is the ceiling of the forecast metrics (its finite-sample noise
-    lowers its R² by about (1 - R²) / n_branches). Paired branches (same noise with and without the
-    stimulus) give the stimulation effect's conditional mean.
+    E[future | state at onset, stimulus], the minimum-MSE forecast. A model of the observations cannot
+    beat it in expectation, so its R² is the ceiling of the forecast metrics — up to one leak: the
+    test contexts are cut from the trial resampled whole, and the anti-aliasing filter (±40 ms at
+    1 kHz) puts a faint trace of the first 40 ms after onset into their last samples (measured on 5
+    eval patients: contexts resampled from the pre-onset samples alone moved zero-shot R² by at most
+    0.02, with no consistent sign). Its finite-sample noise lowers its R² by about
+    (1 - R²) / n_branches. Paired branches (same noise with and without the stimulus) give the
+    stimulation effect's conditional mean.
 
     Returns:
         (on, off): (M, C, T) µV at ``fs``, the mean continuation with and without the stimulus;

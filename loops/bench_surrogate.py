@@ -7,7 +7,8 @@ architecture trained from scratch (learning rate picked on a validation patient)
 ridge ARX model, the BFM's own linear path alone (the closed-form per-patient forecaster, no
 network: what pretraining adds on top of it) and persistence, against the ceiling of the metrics: the state
 oracle, which forecasts each test trial as the mean of independent noise continuations from the
-simulator's true state at onset (:func:`loops.bench_data.state_oracle`). Metrics: forecast R² at 40 and 160 ms, stimulation-effect R²
+simulator's true state at onset (:func:`loops.bench_data.state_oracle`; a ceiling up to a faint
+resampling leak it documents). Metrics: forecast R² at 40 and 160 ms, stimulation-effect R²
 (stimulated run minus its same-noise counterfactual; all test stimuli and the held-out amplitudes,
 frequencies and contacts), linear R² from z to the hidden sources, cross-patient latent
 consistency, 90 % interval coverage, and the surrogate's throughput. Results hold the median and

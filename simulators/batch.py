@@ -57,7 +57,7 @@ def simulate_batch(patients: Sequence[Patient], stimuli: Sequence[Stimulus | Non
         branch_s: With ``branch_trials``, the time (s) from which row ``b`` draws its noise from
             ``branch_trials[b]``'s streams (:meth:`Engine.reseed`): rows with the same patient, stimulus and
             trial but different branch trials share everything before ``branch_s`` and are independent
-            continuations after it.
+            continuations after it. The side-effect report is drawn once per row, from ``trials[b]``.
         branch_trials: (B,) noise realizations after ``branch_s``.
     """
     B = len(patients)

@@ -91,6 +91,7 @@ class Engine:
         trials = [int(t) for t in trials]
         if len(trials) != self.batch_size:
             raise SimulatorError(f"Got {len(trials)=} trials for {self.batch_size} rows")
+        self.trials = trials
         self.proc_key = np.array([stream_key(p.family, "process", p.seed, t) for p, t in zip(self.patients, trials)],
                                  np.uint64)
         self.obs_key = np.array([stream_key(p.family, "observation", p.seed, t) for p, t in zip(self.patients, trials)],

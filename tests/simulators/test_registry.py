@@ -92,8 +92,8 @@ def test_batch_equals_single_rows():
 @pytest.mark.parametrize("pid", ["cortex-jr-v0", "bg-beta-v0"])
 def test_branches_share_the_past_and_continue_independently(pid):
     """simulate_batch(branch_s=...): rows reseeded at branch_s equal the unbranched run before it; a row
-    reseeded to its own trial is the unbranched run; rows reseeded to other trials differ after branch_s
-    (as stimulated and unstimulated rows with the same noise, an effect pair)."""
+    reseeded to its own trial is the unbranched run; rows reseeded to other trials differ after branch_s,
+    in the hidden sources too (the process noise is reseeded, not only the measurement noise)."""
     p = simulators.make(pid, seed=4)
     stim = p.stimulus_space().from_unit(np.full((1, p.stimulus_space().dim), 0.5))[0]
     plain = simulators.simulate_batch([p] * 2, [stim, None], 0.6, onset_s=0.3, trials=[7, 7]).data.numpy()
@@ -103,6 +103,12 @@ def test_branches_share_the_past_and_continue_independently(pid):
     assert np.array_equal(br[0], plain[0]) and np.array_equal(br[2], plain[1])
     assert np.array_equal(br[1, :, :k], plain[0, :, :k]) and np.array_equal(br[3, :, :k], plain[1, :, :k])
     assert not np.allclose(br[1, :, k:], plain[0, :, k:]) and not np.allclose(br[3, :, k:], plain[1, :, k:])
+    hid = simulators.simulate_batch([p] * 2, [None, None], 0.6, trials=[7, 7], branch_s=0.3, branch_trials=[7, 8],
+                                    hidden=True).hidden.numpy()
+    assert np.array_equal(hid[0, :k], hid[1, :k]) and not np.allclose(hid[0, k:], hid[1, k:])
+    from simulators.engine import Engine
+    eng, fresh = Engine([p], [7]).reseed([8]), Engine([p], [8])  # both noise streams move to trial 8
+    assert eng.proc_key[0] == fresh.proc_key[0] and eng.obs_key[0] == fresh.obs_key[0] and eng.trials == [8]
     with pytest.raises(Exception, match="branch"):
         simulators.simulate_batch([p], [None], 0.6, branch_s=0.3)
     with pytest.raises(ValidationError, match="branch_s"):
