@@ -12,7 +12,8 @@ resampling leak it documents). Metrics: forecast R² at 40 and 160 ms, stimulati
 (stimulated run minus its same-noise counterfactual; all test stimuli and the held-out amplitudes,
 frequencies and contacts), linear R² from z to the hidden sources, cross-patient latent
 consistency, 90 % interval coverage, and the surrogate's throughput. Results hold the median and
-IQR over patients per method and amount; a PNG of the adaptation curves is written next to the JSON.
+IQR over patients per method and amount (``results_by_family``: the same for the headline metrics per
+patient family); a PNG of the adaptation curves is written next to the JSON.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ FAMILIES = ("cortex-jr-v0", "cortex-jr-epileptic-v0", "bg-beta-v0", "bg-beta-hea
 Q90 = 1.6448536269514722
 METRICS = ("forecast_r2_40ms", "forecast_r2_160ms", "stim_effect_r2", "stim_effect_r2_heldout",
            "stim_effect_r2_patch", "latent_hidden_r2", "latent_consistency", "coverage_90")
+FAMILY_METRICS = ("forecast_r2_40ms", "forecast_r2_160ms", "stim_effect_r2")  # results_by_family: the headline three
 
 
 @dataclass(frozen=True)
@@ -392,10 +394,12 @@ def _run(bc: BenchConfig, quick: bool, checkpoint: str | Path | None, progress: 
             parts.append(_bench_patient(job, ep=sims[job["i"]], model=model))
             bar.update(len(bc.amounts_s))
     bar.close()
+    fam_of: dict[str, dict[float, list[str]]] = {m: {a: [] for a in bc.amounts_s} for m in METHODS}
     for part in parts:  # in patient order
         for name, per in part["raw"].items():
             for a, met in per.items():
                 raw[name][a].append(met)
+                fam_of[name][a].append(part["meta"]["family"])
         for key, z in part["zs"].items():
             zs.setdefault(key, []).append((part["i"], z))
     views = [SimpleNamespace(meta=p["meta"], rest_hidden=p["rest_hidden"]) for p in parts]  # what _consistency reads
@@ -404,9 +408,12 @@ def _run(bc: BenchConfig, quick: bool, checkpoint: str | Path | None, progress: 
             m_["latent_consistency"] = c
     results = {m: {f"{a:g}": {k: _summary([r.get(k) for r in raw[m][a]]) for k in METRICS}
                    for a in bc.amounts_s} for m in METHODS}
+    by_family = {f: {m: {f"{a:g}": {k: _summary([r.get(k) for r, g in zip(raw[m][a], fam_of[m][a]) if g == f])
+                                    for k in FAMILY_METRICS} for a in bc.amounts_s} for m in METHODS}
+                 for f in dict.fromkeys(fams[:n_eval])}
     out = {"config": dataclasses.asdict(bc), "checkpoint": str(ck), "model_config": cfg.to_dict(),
            "patients": [v.meta for v in views], "validation_patient": val.meta if val else None, "scratch_lr": lr_s,
-           "test_kinds": list(TEST_KINDS), "results": results, "throughput": speed,
+           "test_kinds": list(TEST_KINDS), "results": results, "results_by_family": by_family, "throughput": speed,
            "timing_s": {"simulate": t_sim, "total": time.perf_counter() - t0}}
     out["targets"] = _targets(results, bc)
     return out

@@ -120,6 +120,18 @@ def _bench_section(bench: dict[str, Any]) -> list[str]:
             f = lambda k: "—" if v[k]["median"] is None else f"{v[k]['median']:.3f}"  # noqa: E731
             lines.append(f"| {m} | {a} | {f('forecast_r2_40ms')} | {f('forecast_r2_160ms')} | {f('stim_effect_r2')} | "
                          f"{f('stim_effect_r2_heldout')} | {f('latent_hidden_r2')} | {f('coverage_90')} |")
+    fam = bench.get("results_by_family")
+    if fam:
+        a = f"{bench['targets']['amount_s']:g}"
+        best = bench["targets"]["best_pretrained"]
+        lines += ["", f"Per family (medians; R² 40 ms / 160 ms / stim-effect): zero-shot; {best} at {a} s; ceiling (state oracle).", ""]
+        for f_, per in fam.items():
+            def trio(m: str, amt: str) -> str:
+                v = per.get(m, {}).get(amt, {})
+                return " / ".join("—" if v.get(k, {}).get("median") is None else f"{v[k]['median']:.2f}"
+                                  for k in ("forecast_r2_40ms", "forecast_r2_160ms", "stim_effect_r2"))
+            n = per.get("zero_shot", {}).get("0", {}).get("forecast_r2_40ms", {}).get("n")
+            lines.append(f"- {f_} ({n} patients): {trio('zero_shot', '0')}; {trio(best, a)}; {trio('state_oracle', '0')}")
     return lines
 
 

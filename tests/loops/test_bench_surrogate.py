@@ -28,6 +28,13 @@ def test_quick_bench_structure(tmp_path):
             if m not in ("arx", "linear", "persistence", "state_oracle"):
                 assert 0.0 <= mets["coverage_90"]["median"] <= 1.0
                 assert math.isfinite(mets["latent_hidden_r2"]["median"])
+    fams = {p["family"] for p in res["patients"]}
+    assert set(res["results_by_family"]) == fams
+    for f in fams:  # one patient per family here: its median is that patient's figure
+        r = res["results_by_family"][f]["zero_shot"]["10"]["forecast_r2_40ms"]
+        assert r["n"] == 1 and math.isfinite(r["median"])
+    per_fam = [res["results_by_family"][f]["zero_shot"]["10"]["forecast_r2_40ms"]["median"] for f in fams]
+    assert sum(per_fam) / 2 == pytest.approx(res["results"]["zero_shot"]["10"]["forecast_r2_40ms"]["median"])
     assert res["throughput"]["candidates_per_s_signal"] > 0
     assert set(res["targets"]["met"]) >= {"forecast_40ms>=0.85", "stim_effect>=0.7"}
     assert set(res["targets"]["ceiling_state_oracle"]) == {"forecast_r2_40ms", "forecast_r2_160ms", "stim_effect_r2"}
