@@ -38,7 +38,7 @@ class EvalPatient:
         meta: id, family, seed, regime, n_channels.
         oracle_fut, oracle_cf: the state oracle's forecasts of ``fut`` and ``cf_fut`` (M, C, Th) µV, or None:
             the mean of independent noise continuations of each test trial from its true state at onset
-            (:func:`state_oracle`), the best forecast any model of the observations can make.
+            (:func:`state_oracle`): the metrics' ceiling, the best forecast a model of the observations can make.
     """
 
     session: PatientSeries

@@ -103,6 +103,13 @@ def _card(info: dict[str, Any], cal: dict[str, float], bench: dict[str, Any] | N
 BENCH_HEADING = "## Benchmark (`bfm-stim bench surrogate`)"
 
 
+def _trio(per: dict[str, Any], method: str, amount: str) -> str:
+    """``"R² 40 ms / 160 ms / stim-effect"`` medians of one method and amount (``—`` where missing)."""
+    v = per.get(method, {}).get(amount, {})
+    return " / ".join("—" if v.get(k, {}).get("median") is None else f"{v[k]['median']:.2f}"
+                      for k in ("forecast_r2_40ms", "forecast_r2_160ms", "stim_effect_r2"))
+
+
 def _bench_section(bench: dict[str, Any]) -> list[str]:
     """The model card's benchmark section, from ``bfm-stim bench surrogate`` JSON."""
     lines = [BENCH_HEADING, "", f"Config: `{json.dumps(bench.get('config'))}`", "",
@@ -126,12 +133,9 @@ def _bench_section(bench: dict[str, Any]) -> list[str]:
         best = bench["targets"]["best_pretrained"]
         lines += ["", f"Per family (medians; R² 40 ms / 160 ms / stim-effect): zero-shot; {best} at {a} s; ceiling (state oracle).", ""]
         for f_, per in fam.items():
-            def trio(m: str, amt: str) -> str:
-                v = per.get(m, {}).get(amt, {})
-                return " / ".join("—" if v.get(k, {}).get("median") is None else f"{v[k]['median']:.2f}"
-                                  for k in ("forecast_r2_40ms", "forecast_r2_160ms", "stim_effect_r2"))
             n = per.get("zero_shot", {}).get("0", {}).get("forecast_r2_40ms", {}).get("n")
-            lines.append(f"- {f_} ({n} patients): {trio('zero_shot', '0')}; {trio(best, a)}; {trio('state_oracle', '0')}")
+            lines.append(f"- {f_} ({n} patients): {_trio(per, 'zero_shot', '0')}; {_trio(per, best, a)}; "
+                         f"{_trio(per, 'state_oracle', '0')}")
     return lines
 
 

@@ -69,10 +69,7 @@ class Engine:
         self.n_channels = [p.n_channels for p in patients]
         self.n_targets = max(p.n_targets for p in patients)
         self.line_w = np.array([2.0 * np.pi * p.line_noise_hz / self.fs for p in patients])
-        self.proc_key = np.array([stream_key(p.family, "process", p.seed, t) for p, t in zip(patients, self.trials)],
-                                 np.uint64)
-        self.obs_key = np.array([stream_key(p.family, "observation", p.seed, t) for p, t in zip(patients, self.trials)],
-                                np.uint64)
+        self.reseed(self.trials)  # the noise streams of each row's trial
         self.t = 0
         self.programs: list[StimProgram | None] = [None] * len(patients)
         self._zeros: dict[tuple[int, ...], np.ndarray] = {}

@@ -64,7 +64,6 @@ def test_state_oracle_is_the_ceiling():
     from bfm_stim.model.checkpoint import load_checkpoint
     from bfm_stim.surrogate import default_checkpoint
     import dataclasses
-    import numpy as np
 
     geo = dict(fs=250.0, patch_len=25, ctx_patches=12, hor_patches=10, rest_s=8.0, probe_s=10.0, cal_s=8.0,
                n_test=8, hidden_s=6.0)

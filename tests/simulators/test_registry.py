@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import simulators
-from bfm_stim.exceptions import ValidationError
+from bfm_stim.exceptions import SimulatorError, ValidationError
 from bfm_stim.space import Stimulus
 from simulators.testing import check_patient
 
@@ -109,7 +109,7 @@ def test_branches_share_the_past_and_continue_independently(pid):
     from simulators.engine import Engine
     eng, fresh = Engine([p], [7]).reseed([8]), Engine([p], [8])  # both noise streams move to trial 8
     assert eng.proc_key[0] == fresh.proc_key[0] and eng.obs_key[0] == fresh.obs_key[0] and eng.trials == [8]
-    with pytest.raises(Exception, match="branch"):
+    with pytest.raises(SimulatorError, match="branch"):
         simulators.simulate_batch([p], [None], 0.6, branch_s=0.3)
     with pytest.raises(ValidationError, match="branch_s"):
         simulators.simulate_batch([p], [None], 0.6, branch_s=0.9, branch_trials=[1])
