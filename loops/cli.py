@@ -145,6 +145,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         kw = {k: v for k, v in (("n_patients", args.n_patients), ("workers", args.workers)) if v is not None}
         _write_json(args.json, run_ranking_bench(quick=args.quick, **kw))
         return 0
+    if args.what == "adapt-tuning":
+        from loops.bench_adapt_tuning import run_adapt_tuning
+
+        _write_json(args.json or "bench/adapt_tuning.json", run_adapt_tuning(quick=args.quick, progress=not args.quiet))
+        return 0
     if args.what == "surrogate":
         from loops.bench_surrogate import main as surrogate_bench
 
@@ -245,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_optimize)
 
     s = sub.add_parser("bench", help="benchmarks that write JSON figures")
-    s.add_argument("what", choices=["simulator", "surrogate", "optimizers", "ranking", "latency"])
+    s.add_argument("what", choices=["simulator", "surrogate", "adapt-tuning", "optimizers", "ranking", "latency"])
     s.add_argument("--json", default=None, help="write the figures to this JSON file")
     s.add_argument("--patients", type=int, default=None, help="simulator: number of batched patients")
     s.add_argument("--quick", action="store_true", help="a smaller run for smoke tests")

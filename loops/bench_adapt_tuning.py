@@ -1,0 +1,181 @@
+"""``bfm-stim bench adapt-tuning``: pick each trained method's steps and learning rate on validation patients.
+
+The surrogate benchmark (:mod:`loops.bench_surrogate`) adapts three ways: the pretrained model with
+its embedding and read-in/out tuned, the pretrained model fine-tuned whole, and the same architecture
+trained from scratch. Each needs a number of optimiser steps and a learning rate; a method whose
+settings were guessed while another's were tuned would not be a fair comparison. This sweep tunes
+all three the same way:
+
+- on ``n_val`` validation patients: evaluation-cohort seeds *after* the benchmark's own patients
+  (never pretrained on, never reported; asserted disjoint from both), families in the benchmark's
+  rotation;
+- with 2 min of probe data (the issue's target amount), batch and channel subset as the benchmark;
+- over a grid of (steps, learning rate) per method with the same step budget for every method
+  (at most 300 steps);
+- scored by the median over patients of R² at 160 ms plus stimulation-effect R² (the two targets
+  adaptation can move; 40 ms is near its ceiling zero-shot), ties to the cheaper setting.
+
+The JSON holds every (patient, method, setting) row, the medians, and ``picks``; the benchmark's
+:data:`loops.bench_surrogate.FULL` uses the picks (a test checks they agree).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from bfm_stim._logging import get_logger
+
+__all__ = ["TuningConfig", "FULL", "QUICK", "run_adapt_tuning", "SCORE_METRICS"]
+
+log = get_logger("bench.adapt_tuning")
+SCORE_METRICS = ("forecast_r2_160ms", "stim_effect_r2")
+REPORT_METRICS = ("forecast_r2_40ms", "forecast_r2_160ms", "stim_effect_r2", "stim_effect_r2_heldout")
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    """Size of the sweep; ``grids`` maps a method to its (steps, learning rate) settings; amounts in s."""
+
+    n_val: int = 8
+    amount_s: float = 120.0
+    grids: tuple[tuple[str, tuple[tuple[int, float], ...]], ...] = (
+        ("pretrained_finetune", ((30, 5e-4), (30, 1.5e-3), (100, 1e-4), (100, 2e-4), (100, 5e-4), (300, 1e-4))),
+        ("pretrained_embedding", ((30, 3e-3), (100, 1e-3), (100, 3e-3), (300, 3e-4), (300, 1e-3))),
+        ("scratch", ((100, 1e-3), (100, 3e-3), (300, 3e-4), (300, 1e-3), (300, 3e-3))),
+    )
+    rest_s: float = 30.0
+    cal_s: float = 40.0
+    n_test: int = 16
+    hidden_s: float = 20.0
+    batch_size: int = 8
+    max_channels: int = 8
+    n_cal_windows: int = 16
+    workers: int = 2
+
+
+# About 10 min on 2 cores (one validation patient per single-threaded process).
+FULL = TuningConfig()
+QUICK = TuningConfig(n_val=1, amount_s=10.0, rest_s=8.0, cal_s=8.0, n_test=4, hidden_s=6.0, batch_size=4,
+                     n_cal_windows=8, workers=1,
+                     grids=(("pretrained_finetune", ((1, 5e-4), (2, 1e-4))), ("scratch", ((1, 1e-3),))))
+
+_MODE = {"pretrained_finetune": "full", "pretrained_embedding": "embedding", "scratch": "full"}
+
+
+def setting_key(steps: int, lr: float) -> str:
+    """JSON key of one grid setting, e.g. ``"100@0.0001"``."""
+    return f"{int(steps)}@{lr:g}"
+
+
+def validation_seeds(n_val: int) -> list[int]:
+    """Eval-cohort seeds after the surrogate benchmark's patients (and its scratch validation patient)."""
+    import simulators
+    from loops.bench_surrogate import FULL as BENCH
+
+    skip = BENCH.n_patients + 1
+    return [int(s) for s in simulators.cohort("eval", skip + n_val)[skip:]]
+
+
+def _tune_patient(job: dict[str, Any]) -> dict[str, Any]:
+    """Every grid setting of every method on one validation patient (in a worker or inline)."""
+    from bfm_stim.model.adapt import adapt, infer_embedding
+    from bfm_stim.model.checkpoint import load_checkpoint
+    from loops.bench_data import make_eval_patient
+    from loops.bench_surrogate import _eval_bfm, _forecaster, _scratch_model
+
+    tc: TuningConfig = job["tc"]
+    i = job["i"]
+    torch.set_num_threads(1)
+    model, _ = load_checkpoint(job["checkpoint"])
+    cfg = model.config
+    ep = make_eval_patient(job["family"], job["seed"], fs=cfg.fs, patch_len=cfg.patch_len,
+                           ctx_patches=cfg.max_patches - cfg.horizon_patches, hor_patches=cfg.horizon_patches,
+                           rest_s=tc.rest_s, probe_s=tc.amount_s, cal_s=tc.cal_s, n_test=tc.n_test,
+                           hidden_s=tc.hidden_s)
+    torch.manual_seed(1000 + i)
+    e0 = infer_embedding(model, ep.series(0).data, ep.session.positions)
+    zs, _ = _eval_bfm(model, e0, ep, cfg.fs, tc.n_cal_windows, _forecaster(cfg, ep.series(0)))
+    rows: dict[str, dict[str, dict[str, float]]] = {"zero_shot": {"-": {k: zs[k] for k in REPORT_METRICS}}}
+    ser = ep.series(tc.amount_s)
+    for method, grid in tc.grids:
+        rows[method] = {}
+        for steps, lr in grid:
+            t = time.perf_counter()
+            scratch = method == "scratch"
+            res = adapt(_scratch_model(cfg, i) if scratch else model, ser, mode=_MODE[method], steps=steps, lr=lr,
+                        seed=i, patient_init=None if scratch else e0, batch_size=tc.batch_size,
+                        max_channels=tc.max_channels)
+            met, _ = _eval_bfm(res.model, res.embedding, ep, cfg.fs, tc.n_cal_windows, res.forecaster)
+            rows[method][setting_key(steps, lr)] = {**{k: met[k] for k in REPORT_METRICS},
+                                                    "seconds": time.perf_counter() - t}
+    return {"i": i, "family": job["family"], "seed": job["seed"], "rows": rows}
+
+
+def _pick(per_setting: dict[str, dict[str, float]], grid: tuple[tuple[int, float], ...]) -> dict[str, Any]:
+    """The setting with the best median score; ties (within 1e-9) go to fewer steps."""
+    best = max(grid, key=lambda s: (round(per_setting[setting_key(*s)]["score"], 9), -s[0]))
+    return {"steps": int(best[0]), "lr": float(best[1]), "score": per_setting[setting_key(*best)]["score"]}
+
+
+def run_adapt_tuning(quick: bool = False, checkpoint: str | None = None, *, config: TuningConfig | None = None,
+                     progress: bool = True) -> dict[str, Any]:
+    """Run the sweep and return its JSON-able results (see the module docstring)."""
+    import simulators
+    from tqdm import tqdm
+
+    from bfm_stim.model.checkpoint import load_checkpoint
+    from bfm_stim.surrogate import default_checkpoint
+    from loops.bench_surrogate import FAMILIES
+
+    tc = config or (QUICK if quick else FULL)
+    ck = str(checkpoint or default_checkpoint())
+    _, info = load_checkpoint(ck)
+    seeds = validation_seeds(tc.n_val)
+    n_pre = int(info["extra"].get("pretrain_config", {}).get("corpus", {}).get("n_patients", 0))
+    from loops.bench_surrogate import FULL as BENCH
+
+    first = BENCH.n_patients + 1  # the benchmark's patients and its scratch validation patient come first
+    reported = set(simulators.cohort("eval", first))
+    pre = set(simulators.cohort("pretrain", 4 * max(n_pre, 1)))
+    assert not (set(seeds) & (reported | pre)) and all(simulators.cohort_of(s) == "eval" for s in seeds), \
+        "validation patients overlap the reported or pretraining patients"
+    jobs = [dict(i=first + k, family=FAMILIES[(first + k) % len(FAMILIES)], seed=s, tc=tc, checkpoint=ck)
+            for k, s in enumerate(seeds)]
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(jobs), desc="validation patients", disable=not progress)
+    parts = []
+    if tc.workers > 1:
+        from loops._pool import single_thread_pool
+
+        with single_thread_pool(tc.workers) as ex:
+            for part in ex.map(_tune_patient, jobs):
+                parts.append(part)
+                bar.update()
+    else:
+        prev = torch.get_num_threads()
+        try:
+            for job in jobs:
+                parts.append(_tune_patient(job))
+                bar.update()
+        finally:
+            torch.set_num_threads(prev)
+    bar.close()
+    medians: dict[str, dict[str, dict[str, float]]] = {}
+    for method in parts[0]["rows"]:
+        medians[method] = {}
+        for key in parts[0]["rows"][method]:
+            vals = {k: float(np.median([p["rows"][method][key][k] for p in parts])) for k in REPORT_METRICS}
+            vals["score"] = float(np.median([sum(p["rows"][method][key][k] for k in SCORE_METRICS) for p in parts]))
+            medians[method][key] = vals
+    picks = {m: _pick(medians[m], grid) for m, grid in tc.grids}
+    log.info("adaptation picks: %s", picks)
+    return {"config": dataclasses.asdict(tc), "checkpoint": ck, "score": " + ".join(SCORE_METRICS),
+            "validation_patients": [{"i": p["i"], "family": p["family"], "seed": p["seed"]} for p in parts],
+            "per_patient": parts, "medians": medians, "picks": picks,
+            "timing_s": {"total": time.perf_counter() - t0}}
