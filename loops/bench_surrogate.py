@@ -3,7 +3,8 @@
 On evaluation-cohort patients of every family (seeds disjoint from pretraining, asserted), with
 adaptation data of 0 s (rest only), 10 s, 30 s, 2 min and 10 min of probe stimulation, it compares
 the pretrained BFM (zero-shot; embedding + read-in/out adaptation; full fine-tuning), the same
-architecture trained from scratch (learning rate picked on a validation patient), a per-patient
+architecture trained from scratch (steps and learning rate of all three trained methods picked alike on
+validation patients by :mod:`loops.bench_adapt_tuning`), a per-patient
 ridge ARX model, the BFM's own linear path alone (the closed-form per-patient forecaster, no
 network: what pretraining adds on top of it) and persistence, against the ceiling of the metrics: the state
 oracle, which forecasts each test trial as the mean of independent noise continuations from the
@@ -83,10 +84,13 @@ class BenchConfig:
 
 
 # Every method on all 20 patients at every amount; the trained methods from 10 s up (0 s of probes is
-# zero-shot's point: the embedding inferred from the 30 s of rest). About 11 min with one patient per
-# single-threaded process on 2 cores (669 s and 646 s measured, state oracle included).
-FULL = BenchConfig(steps_embedding=30, steps_full=30, steps_scratch=100, workers=2,
-                   trained_amounts_s=(10.0, 30.0, 120.0, 600.0))
+# zero-shot's point: the embedding inferred from the 30 s of rest). Steps and learning rates are the
+# picks of `bfm-stim bench adapt-tuning` (bench/adapt_tuning.json: the same grid style and at most 300
+# steps for every trained method, on 8 validation patients; a test checks they agree), so the
+# scratch learning rate is no longer swept here. With one patient per single-threaded process on
+# 2 cores the run took 11 min at the earlier 30/30/100 steps (669 s and 646 s measured).
+FULL = BenchConfig(steps_embedding=300, lr_embedding=3e-4, steps_full=300, lr_full=1e-4, steps_scratch=300,
+                   scratch_lrs=(3e-3,), workers=2, trained_amounts_s=(10.0, 30.0, 120.0, 600.0))
 QUICK = BenchConfig(n_patients=2, amounts_s=(0.0, 10.0), rest_s=8.0, cal_s=8.0, n_test=4, steps_embedding=1,
                     steps_full=1, steps_scratch=1, scratch_lrs=(1e-3,), batch_size=4, n_candidates=64,
                     n_cal_windows=8, hidden_s=6.0, oracle_branches=2)

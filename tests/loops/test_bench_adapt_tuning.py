@@ -1,0 +1,57 @@
+"""The adaptation sweep: its validation patients, its picks, and that the surrogate bench uses them."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+import simulators
+from loops.bench_adapt_tuning import QUICK, SCORE_METRICS, _pick, run_adapt_tuning, setting_key, validation_seeds
+
+TUNING_JSON = Path(__file__).resolve().parents[2] / "bench" / "adapt_tuning.json"
+
+
+def test_validation_patients_are_neither_reported_nor_pretrained():
+    from loops.bench_surrogate import FULL as BENCH
+
+    val = validation_seeds(8)
+    reported = simulators.cohort("eval", BENCH.n_patients + 1)  # the 20 reported + the scratch validation patient
+    assert len(set(val)) == 8 and not set(val) & set(reported)
+    assert all(simulators.cohort_of(s) == "eval" for s in val)
+
+
+def test_pick_takes_the_best_median_score_and_breaks_ties_to_fewer_steps():
+    grid = ((30, 1e-3), (100, 1e-4), (300, 1e-4))
+    med = {setting_key(*s): {"score": v} for s, v in zip(grid, (0.5, 0.9, 0.9))}
+    assert _pick(med, grid) == {"steps": 100, "lr": 1e-4, "score": 0.9}
+    med[setting_key(300, 1e-4)]["score"] = 0.95
+    assert _pick(med, grid)["steps"] == 300
+
+
+@pytest.mark.timeout(240)
+def test_quick_sweep_structure():
+    res = run_adapt_tuning(quick=True, progress=False)
+    json.dumps(res)
+    assert [p["seed"] for p in res["validation_patients"]] == validation_seeds(QUICK.n_val)
+    for method, grid in QUICK.grids:
+        assert set(res["medians"][method]) == {setting_key(*s) for s in grid}
+        for key, vals in res["medians"][method].items():
+            row = res["per_patient"][0]["rows"][method][key]  # one patient: the median is its figure
+            assert vals["score"] == pytest.approx(sum(row[k] for k in SCORE_METRICS))
+            assert all(math.isfinite(row[k]) for k in SCORE_METRICS)
+        pick = res["picks"][method]
+        assert pick["score"] == max(v["score"] for v in res["medians"][method].values())
+
+
+def test_surrogate_bench_uses_the_tuned_settings():
+    """FULL's adaptation settings are the picks of the committed sweep (rerun both when either changes)."""
+    from loops.bench_surrogate import FULL as BENCH
+
+    picks = json.loads(TUNING_JSON.read_text())["picks"]
+    assert (BENCH.steps_full, BENCH.lr_full) == (picks["pretrained_finetune"]["steps"], picks["pretrained_finetune"]["lr"])
+    assert (BENCH.steps_embedding, BENCH.lr_embedding) == (picks["pretrained_embedding"]["steps"],
+                                                          picks["pretrained_embedding"]["lr"])
+    assert (BENCH.steps_scratch, BENCH.scratch_lrs) == (picks["scratch"]["steps"], (picks["scratch"]["lr"],))
