@@ -17,6 +17,13 @@ all three the same way:
 
 The JSON holds every (patient, method, setting) row, the medians, and ``picks``; the benchmark's
 :data:`loops.bench_surrogate.FULL` uses the picks (a test checks they agree).
+
+:data:`REST` (``bfm-stim bench adapt-tuning --rest``) tunes the defaults of ``bfm-stim adapt``
+instead: that command adapts on a recording, typically stimulation-free, so the sweep gives each
+validation patient 2 min of rest and no probes (``amount_s`` 0), and tries the two modes the
+command offers besides zero-shot. :data:`loops.adapt.DEFAULT_STEPS` and ``DEFAULT_LR`` use its
+picks (a test checks they agree). The test trials and the score are the same as above, so the
+stimulation-effect R² says how much a rest-only adaptation keeps of what pretraining learnt.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import torch
 
 from bfm_stim._logging import get_logger
 
-__all__ = ["TuningConfig", "FULL", "QUICK", "run_adapt_tuning", "SCORE_METRICS"]
+__all__ = ["TuningConfig", "FULL", "QUICK", "REST", "run_adapt_tuning", "SCORE_METRICS"]
 
 log = get_logger("bench.adapt_tuning")
 SCORE_METRICS = ("forecast_r2_160ms", "stim_effect_r2")
@@ -40,7 +47,11 @@ REPORT_METRICS = ("forecast_r2_40ms", "forecast_r2_160ms", "stim_effect_r2", "st
 
 @dataclass(frozen=True)
 class TuningConfig:
-    """Size of the sweep; ``grids`` maps a method to its (steps, learning rate) settings; amounts in s."""
+    """Size of the sweep; ``grids`` maps a method to its (steps, learning rate) settings; amounts in s.
+
+    Each patient's adaptation data is ``rest_s`` of stimulation-off rest plus the first ``amount_s``
+    of probe trials (``amount_s`` 0: rest only).
+    """
 
     n_val: int = 8
     amount_s: float = 120.0
@@ -64,6 +75,13 @@ FULL = TuningConfig()
 QUICK = TuningConfig(n_val=1, amount_s=10.0, rest_s=8.0, cal_s=8.0, n_test=4, hidden_s=6.0, batch_size=4,
                      n_cal_windows=8, workers=1,
                      grids=(("pretrained_finetune", ((1, 5e-4), (2, 1e-4))), ("scratch", ((1, 1e-3),))))
+
+# ``bfm-stim adapt``'s setting: 2 min of stimulation-free data, no probes; the two trained modes it offers.
+# The first setting of each grid is the command's earlier default.
+REST = TuningConfig(amount_s=0.0, rest_s=120.0, grids=(
+    ("pretrained_finetune", ((150, 5e-4), (100, 1e-4), (150, 1e-4), (300, 1e-4), (150, 2e-4), (300, 2e-4))),
+    ("pretrained_embedding", ((150, 3e-3), (150, 1e-3), (300, 3e-4), (300, 1e-3))),
+))
 
 _MODE = {"pretrained_finetune": "full", "pretrained_embedding": "embedding", "scratch": "full"}
 
@@ -124,8 +142,12 @@ def _pick(per_setting: dict[str, dict[str, float]], grid: tuple[tuple[int, float
 
 
 def run_adapt_tuning(quick: bool = False, checkpoint: str | None = None, *, config: TuningConfig | None = None,
-                     progress: bool = True) -> dict[str, Any]:
-    """Run the sweep and return its JSON-able results (see the module docstring)."""
+                     rest: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run the sweep and return its JSON-able results (see the module docstring).
+
+    ``rest``: the :data:`REST` sweep (``bfm-stim adapt``'s defaults; with ``quick``, :data:`QUICK`
+    on rest only). ``config`` overrides both.
+    """
     import simulators
     from tqdm import tqdm
 
@@ -134,6 +156,8 @@ def run_adapt_tuning(quick: bool = False, checkpoint: str | None = None, *, conf
     from loops.bench_surrogate import FAMILIES
 
     tc = config or (QUICK if quick else FULL)
+    if rest and config is None:
+        tc = dataclasses.replace(QUICK, amount_s=0.0, rest_s=QUICK.rest_s + QUICK.amount_s) if quick else REST
     ck = str(checkpoint or default_checkpoint())
     _, info = load_checkpoint(ck)
     seeds = validation_seeds(tc.n_val)
@@ -175,7 +199,8 @@ def run_adapt_tuning(quick: bool = False, checkpoint: str | None = None, *, conf
             medians[method][key] = vals
     picks = {m: _pick(medians[m], grid) for m, grid in tc.grids}
     log.info("adaptation picks: %s", picks)
-    return {"config": dataclasses.asdict(tc), "checkpoint": ck, "score": " + ".join(SCORE_METRICS),
+    return {"config": dataclasses.asdict(tc), "data": "rest only" if tc.amount_s == 0 else "rest + probes",
+            "checkpoint": ck, "score": " + ".join(SCORE_METRICS),
             "validation_patients": [{"i": p["i"], "family": p["family"], "seed": p["seed"]} for p in parts],
             "per_patient": parts, "medians": medians, "picks": picks,
             "timing_s": {"total": time.perf_counter() - t0}}

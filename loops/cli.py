@@ -148,7 +148,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "adapt-tuning":
         from loops.bench_adapt_tuning import run_adapt_tuning
 
-        _write_json(args.json or "bench/adapt_tuning.json", run_adapt_tuning(quick=args.quick, progress=not args.quiet))
+        default = "bench/adapt_tuning_rest.json" if args.rest else "bench/adapt_tuning.json"
+        _write_json(args.json or default, run_adapt_tuning(quick=args.quick, rest=args.rest, progress=not args.quiet))
         return 0
     if args.what == "surrogate":
         from loops.bench_surrogate import main as surrogate_bench
@@ -254,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", default=None, help="write the figures to this JSON file")
     s.add_argument("--patients", type=int, default=None, help="simulator: number of batched patients")
     s.add_argument("--quick", action="store_true", help="a smaller run for smoke tests")
+    s.add_argument("--rest", action="store_true",
+                   help="adapt-tuning: tune `bfm-stim adapt`'s defaults on 2 min of rest (no probes)")
     s.add_argument("--optimizers", default=None, help="optimizers: comma-separated variants (default: all)")
     s.add_argument("--n-patients", type=int, default=None, help="optimizers, ranking: evaluation patients (default 10)")
     s.add_argument("--seeds", type=int, default=None, help="optimizers: seeds per patient (default 3)")

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 import simulators
-from loops.bench_adapt_tuning import QUICK, SCORE_METRICS, _pick, run_adapt_tuning, setting_key, validation_seeds
+from loops.bench_adapt_tuning import QUICK, REST, SCORE_METRICS, _pick, run_adapt_tuning, setting_key, validation_seeds
 
 TUNING_JSON = Path(__file__).resolve().parents[2] / "bench" / "adapt_tuning.json"
+REST_JSON = Path(__file__).resolve().parents[2] / "bench" / "adapt_tuning_rest.json"
 
 
 def test_validation_patients_are_neither_reported_nor_pretrained():
@@ -32,9 +33,12 @@ def test_pick_takes_the_best_median_score_and_breaks_ties_to_fewer_steps():
 
 
 @pytest.mark.timeout(240)
-def test_quick_sweep_structure():
-    res = run_adapt_tuning(quick=True, progress=False)
+@pytest.mark.parametrize("rest", [False, True], ids=["probes", "rest"])
+def test_quick_sweep_structure(rest):
+    res = run_adapt_tuning(quick=True, rest=rest, progress=False)
     json.dumps(res)
+    assert res["data"] == ("rest only" if rest else "rest + probes")
+    assert res["config"]["amount_s"] == (0.0 if rest else QUICK.amount_s)
     assert [p["seed"] for p in res["validation_patients"]] == validation_seeds(QUICK.n_val)
     for method, grid in QUICK.grids:
         assert set(res["medians"][method]) == {setting_key(*s) for s in grid}
@@ -55,3 +59,15 @@ def test_surrogate_bench_uses_the_tuned_settings():
     assert (BENCH.steps_embedding, BENCH.lr_embedding) == (picks["pretrained_embedding"]["steps"],
                                                           picks["pretrained_embedding"]["lr"])
     assert (BENCH.steps_scratch, BENCH.scratch_lrs) == (picks["scratch"]["steps"], (picks["scratch"]["lr"],))
+
+
+def test_adapt_command_uses_the_rest_sweep_picks():
+    """``bfm-stim adapt``'s defaults are the picks of the committed rest-only sweep (rerun it when either changes)."""
+    from loops import adapt as cmd
+
+    res = json.loads(REST_JSON.read_text())
+    assert res["data"] == "rest only" and res["config"]["amount_s"] == 0.0
+    for mode, method in (("full", "pretrained_finetune"), ("embedding", "pretrained_embedding")):
+        assert (cmd.DEFAULT_STEPS[mode], cmd.DEFAULT_LR[mode]) == (res["picks"][method]["steps"], res["picks"][method]["lr"])
+    assert (cmd.DEFAULT_BATCH, cmd.DEFAULT_MAX_CHANNELS) == (REST.batch_size, REST.max_channels)
+    assert (res["config"]["batch_size"], res["config"]["max_channels"]) == (REST.batch_size, REST.max_channels)
