@@ -16,7 +16,11 @@ all three the same way:
   adaptation can move; 40 ms is near its ceiling zero-shot), ties to the cheaper setting.
 
 The JSON holds every (patient, method, setting) row, the medians, and ``picks``; the benchmark's
-:data:`loops.bench_surrogate.FULL` uses the picks (a test checks they agree).
+:data:`loops.bench_surrogate.FULL` uses the picks (a test checks they agree). The picks at 2 min do
+not fit every amount (300 steps on 10 s of probes overfit), so ``--amount S`` runs the same sweep at
+S s of probes (``bench/adapt_tuning_{S}s.json``; from :data:`LONG_FROM_S` on, every method's grid
+also has a 1000-step setting), and the benchmark's ``per_amount`` uses those picks at its other
+amounts.
 
 :data:`REST` (``bfm-stim bench adapt-tuning --rest``) tunes the defaults of ``bfm-stim adapt``
 instead: that command adapts on a recording, typically stimulation-free, so the sweep gives each
@@ -29,6 +33,7 @@ stimulation-effect R² says how much a rest-only adaptation keeps of what pretra
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -37,8 +42,9 @@ import numpy as np
 import torch
 
 from bfm_stim._logging import get_logger
+from bfm_stim.exceptions import ValidationError
 
-__all__ = ["TuningConfig", "FULL", "QUICK", "REST", "run_adapt_tuning", "SCORE_METRICS"]
+__all__ = ["TuningConfig", "FULL", "QUICK", "REST", "LONG_FROM_S", "LONG_SETTINGS", "run_adapt_tuning", "SCORE_METRICS"]
 
 log = get_logger("bench.adapt_tuning")
 SCORE_METRICS = ("forecast_r2_160ms", "stim_effect_r2")
@@ -82,6 +88,12 @@ REST = TuningConfig(amount_s=0.0, rest_s=120.0, grids=(
     ("pretrained_finetune", ((150, 5e-4), (100, 1e-4), (150, 1e-4), (300, 1e-4), (150, 2e-4), (300, 2e-4))),
     ("pretrained_embedding", ((150, 3e-3), (150, 1e-3), (300, 3e-4), (300, 1e-3))),
 ))
+
+# From 10 min of probes on, the sweep also tries 1000 steps for every method: at 300 steps the
+# from-scratch model was still improving there (the grid's cap bound its pick).
+LONG_FROM_S = 600.0
+LONG_SETTINGS = (("pretrained_finetune", ((1000, 1e-4),)), ("pretrained_embedding", ((1000, 3e-4),)),
+                 ("scratch", ((1000, 1e-3),)))
 
 _MODE = {"pretrained_finetune": "full", "pretrained_embedding": "embedding", "scratch": "full"}
 
@@ -142,11 +154,12 @@ def _pick(per_setting: dict[str, dict[str, float]], grid: tuple[tuple[int, float
 
 
 def run_adapt_tuning(quick: bool = False, checkpoint: str | None = None, *, config: TuningConfig | None = None,
-                     rest: bool = False, progress: bool = True) -> dict[str, Any]:
+                     rest: bool = False, amount_s: float | None = None, progress: bool = True) -> dict[str, Any]:
     """Run the sweep and return its JSON-able results (see the module docstring).
 
     ``rest``: the :data:`REST` sweep (``bfm-stim adapt``'s defaults; with ``quick``, :data:`QUICK`
-    on rest only). ``config`` overrides both.
+    on rest only). ``amount_s``: the sweep at that many seconds of probe trials instead of
+    :data:`FULL`'s 120 (the benchmark's other amounts; not with ``rest``). ``config`` overrides all.
     """
     import simulators
     from tqdm import tqdm
@@ -158,6 +171,12 @@ def run_adapt_tuning(quick: bool = False, checkpoint: str | None = None, *, conf
     tc = config or (QUICK if quick else FULL)
     if rest and config is None:
         tc = dataclasses.replace(QUICK, amount_s=0.0, rest_s=QUICK.rest_s + QUICK.amount_s) if quick else REST
+    elif amount_s is not None and config is None:
+        if not (math.isfinite(amount_s) and amount_s > 0):
+            raise ValidationError("amount_s", amount_s, "> 0 s of probe trials (use --rest for rest only)")
+        tc = dataclasses.replace(tc, amount_s=float(amount_s))
+        if amount_s >= LONG_FROM_S and not quick:
+            tc = dataclasses.replace(tc, grids=tuple((m, g + dict(LONG_SETTINGS)[m]) for m, g in tc.grids))
     ck = str(checkpoint or default_checkpoint())
     _, info = load_checkpoint(ck)
     seeds = validation_seeds(tc.n_val)

@@ -57,7 +57,9 @@ class BenchConfig:
     benchmark fits its time budget on 2 shared cores; the other methods run everywhere. ``oracle_branches``
     noise continuations per test trial estimate the state oracle (the metrics' ceiling; 0: none). ``workers``
     > 1 runs one patient per single-threaded process (:func:`loops._pool.single_thread_pool`; the
-    figures are those of one process).
+    figures are those of one process). ``per_amount`` holds ``(amount_s, ((method, steps, lr), ...))``
+    entries that replace ``steps_*`` / ``lr_*`` (and the scratch LR) for a trained method at that
+    amount of adaptation data; :meth:`setting` resolves them.
     """
 
     n_patients: int = 20
@@ -81,6 +83,23 @@ class BenchConfig:
     trained_amounts_s: tuple[float, ...] = ()
     workers: int = 1
     oracle_branches: int = 32
+    per_amount: tuple[tuple[float, tuple[tuple[str, int, float], ...]], ...] = ()
+
+    def setting(self, method: str, amount_s: float, lr_scratch: float | None = None) -> tuple[int, float]:
+        """(steps, learning rate) of a trained method at ``amount_s`` of adaptation data."""
+        for a, rows in self.per_amount:
+            if a == amount_s:
+                for m, steps, lr in rows:
+                    if m == method:
+                        return int(steps), float(lr)
+        if method == "pretrained_embedding":
+            return self.steps_embedding, self.lr_embedding
+        if method == "pretrained_finetune":
+            return self.steps_full, self.lr_full
+        if method == "scratch":
+            return self.steps_scratch, self.scratch_lrs[0] if lr_scratch is None else lr_scratch
+        raise ValueError(f"method: {method!r} is not a trained method (pretrained_embedding, pretrained_finetune, "
+                         "scratch)")
 
 
 # Every method on all 20 patients at every amount; the trained methods from 10 s up (0 s of probes is
@@ -88,9 +107,17 @@ class BenchConfig:
 # picks of `bfm-stim bench adapt-tuning` (bench/adapt_tuning.json: the same grid style and at most 300
 # steps for every trained method, on 8 validation patients; a test checks they agree), so the
 # scratch learning rate is no longer swept here. With one patient per single-threaded process on
-# 2 cores the run took 11 min at the earlier 30/30/100 steps (669 s and 646 s measured).
+# 2 cores the run took 11 min at the earlier 30/30/100 steps (669 s and 646 s measured), 29 min at
+# 300 steps everywhere (1732 s). The other amounts use the picks of the sweep at that amount
+# (bench/adapt_tuning_{10,30,600}s.json; at 600 s the grid also has 1000 steps per method).
+PER_AMOUNT = (
+    (10.0, (("pretrained_embedding", 30, 0.003), ("pretrained_finetune", 30, 0.0005), ("scratch", 100, 0.001))),
+    (30.0, (("pretrained_embedding", 100, 0.001), ("pretrained_finetune", 100, 0.0001), ("scratch", 300, 0.001))),
+    (600.0, (("pretrained_embedding", 300, 0.0003), ("pretrained_finetune", 100, 0.0002), ("scratch", 1000, 0.001))),
+)
 FULL = BenchConfig(steps_embedding=300, lr_embedding=3e-4, steps_full=300, lr_full=1e-4, steps_scratch=300,
-                   scratch_lrs=(3e-3,), workers=2, trained_amounts_s=(10.0, 30.0, 120.0, 600.0))
+                   scratch_lrs=(3e-3,), workers=2, trained_amounts_s=(10.0, 30.0, 120.0, 600.0),
+                   per_amount=PER_AMOUNT)
 QUICK = BenchConfig(n_patients=2, amounts_s=(0.0, 10.0), rest_s=8.0, cal_s=8.0, n_test=4, steps_embedding=1,
                     steps_full=1, steps_scratch=1, scratch_lrs=(1e-3,), batch_size=4, n_candidates=64,
                     n_cal_windows=8, hidden_s=6.0, oracle_branches=2)
@@ -320,10 +347,9 @@ def _bench_patient(job: dict[str, Any], ep: EvalPatient | None = None,
         ser = ep.series(a)
         trained = (not bc.n_trained_patients or i < bc.n_trained_patients) and (
             not bc.trained_amounts_s or a in bc.trained_amounts_s)
-        for name, mdl, mode, steps, lr in (
-                ("pretrained_embedding", model, "embedding", bc.steps_embedding, bc.lr_embedding),
-                ("pretrained_finetune", model, "full", bc.steps_full, bc.lr_full),
-                ("scratch", _scratch_model(cfg, i), "full", bc.steps_scratch, job["lr_scratch"])) if trained else ():
+        for name, mdl, mode in (("pretrained_embedding", model, "embedding"), ("pretrained_finetune", model, "full"),
+                                ("scratch", _scratch_model(cfg, i), "full")) if trained else ():
+            steps, lr = bc.setting(name, a, job["lr_scratch"])
             res = adapt(mdl, ser, mode=mode, steps=steps, lr=lr, seed=i,
                         patient_init=e0 if mdl is model else None, **_adapt_kw(bc))
             raw[name][a], zs[(name, a)] = _eval_bfm(res.model, res.embedding, ep, fs, bc.n_cal_windows, res.forecaster)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bfm_stim import __version__
-from bfm_stim.exceptions import BfmStimError, ConfigError
+from bfm_stim.exceptions import BfmStimError, ConfigError, ValidationError
 
 log = logging.getLogger("bfm_stim")
 
@@ -148,8 +148,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "adapt-tuning":
         from loops.bench_adapt_tuning import run_adapt_tuning
 
-        default = "bench/adapt_tuning_rest.json" if args.rest else "bench/adapt_tuning.json"
-        _write_json(args.json or default, run_adapt_tuning(quick=args.quick, rest=args.rest, progress=not args.quiet))
+        if args.rest and args.amount is not None:
+            raise ValidationError("--amount", args.amount, "not with --rest (rest only has no probe trials)")
+        default = ("bench/adapt_tuning_rest.json" if args.rest else "bench/adapt_tuning.json" if args.amount is None
+                   else f"bench/adapt_tuning_{args.amount:g}s.json")
+        _write_json(args.json or default, run_adapt_tuning(quick=args.quick, rest=args.rest, amount_s=args.amount,
+                                                           progress=not args.quiet))
         return 0
     if args.what == "surrogate":
         from loops.bench_surrogate import main as surrogate_bench
@@ -255,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", default=None, help="write the figures to this JSON file")
     s.add_argument("--patients", type=int, default=None, help="simulator: number of batched patients")
     s.add_argument("--quick", action="store_true", help="a smaller run for smoke tests")
+    s.add_argument("--amount", type=float, default=None,
+                   help="adapt-tuning: seconds of probe trials to tune at (default 120)")
     s.add_argument("--rest", action="store_true",
                    help="adapt-tuning: tune `bfm-stim adapt`'s defaults on 2 min of rest (no probes)")
     s.add_argument("--optimizers", default=None, help="optimizers: comma-separated variants (default: all)")

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 import simulators
+from bfm_stim.exceptions import ValidationError
+from loops.bench_adapt_tuning import FULL as FULL_TUNING
+from loops.bench_adapt_tuning import LONG_FROM_S, LONG_SETTINGS
 from loops.bench_adapt_tuning import QUICK, REST, SCORE_METRICS, _pick, run_adapt_tuning, setting_key, validation_seeds
 
 TUNING_JSON = Path(__file__).resolve().parents[2] / "bench" / "adapt_tuning.json"
@@ -59,6 +62,27 @@ def test_surrogate_bench_uses_the_tuned_settings():
     assert (BENCH.steps_embedding, BENCH.lr_embedding) == (picks["pretrained_embedding"]["steps"],
                                                           picks["pretrained_embedding"]["lr"])
     assert (BENCH.steps_scratch, BENCH.scratch_lrs) == (picks["scratch"]["steps"], (picks["scratch"]["lr"],))
+
+
+@pytest.mark.parametrize("amount", [10.0, 30.0, 600.0])
+def test_surrogate_bench_uses_each_amounts_own_picks(amount):
+    """At its other amounts FULL uses the picks of the sweep at that amount (``--amount``), every trained method."""
+    from loops.bench_surrogate import FULL as BENCH
+
+    assert amount in BENCH.trained_amounts_s
+    res = json.loads((TUNING_JSON.parent / f"adapt_tuning_{amount:g}s.json").read_text())
+    assert res["config"]["amount_s"] == amount and res["data"] == "rest + probes"
+    extra = dict(LONG_SETTINGS) if amount >= LONG_FROM_S else {}
+    assert res["config"]["grids"] == [[m, [list(s) for s in g + extra.get(m, ())]] for m, g in FULL_TUNING.grids]
+    for method, pick in res["picks"].items():
+        assert BENCH.setting(method, amount) == (pick["steps"], pick["lr"])
+
+
+def test_amount_must_be_probe_seconds():
+    with pytest.raises(ValidationError, match="amount_s"):
+        run_adapt_tuning(quick=True, amount_s=0.0, progress=False)
+    with pytest.raises(ValidationError, match="amount_s"):
+        run_adapt_tuning(quick=True, amount_s=float("nan"), progress=False)
 
 
 def test_adapt_command_uses_the_rest_sweep_picks():

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from loops.bench_surrogate import METRICS, run_surrogate_bench, write_plot
+from loops.bench_surrogate import FULL, METRICS, BenchConfig, run_surrogate_bench, write_plot
 
 
 @pytest.mark.timeout(240)
@@ -96,3 +96,16 @@ def test_model_card_benchmark_section_is_rewritten_from_the_json(tmp_path):
     assert text.startswith(head) and text.count(BENCH_HEADING) == 1 and "0.123456" in text
     n_rows = sum(len(per) for per in bench["results"].values())
     assert sum(1 for line in text.splitlines() if line.startswith("| ") and "R² 40 ms" not in line) == n_rows
+
+
+def test_per_amount_settings_override_the_defaults_only_where_given():
+    bc = BenchConfig(steps_embedding=5, lr_embedding=1e-3, steps_full=6, lr_full=2e-4, steps_scratch=7,
+                     scratch_lrs=(3e-3,), per_amount=((10.0, (("pretrained_finetune", 30, 5e-4),)),))
+    assert bc.setting("pretrained_finetune", 10.0) == (30, 5e-4)
+    assert bc.setting("pretrained_finetune", 120.0) == (6, 2e-4)
+    assert bc.setting("pretrained_embedding", 10.0) == (5, 1e-3)
+    assert bc.setting("scratch", 10.0) == (7, 3e-3)
+    assert bc.setting("scratch", 10.0, lr_scratch=1e-3) == (7, 1e-3)  # the bench's validation-patient LR sweep
+    with pytest.raises(ValueError, match="arx"):
+        bc.setting("arx", 10.0)
+    assert all(a in FULL.trained_amounts_s for a, _ in FULL.per_amount)
