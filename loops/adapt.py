@@ -10,14 +10,17 @@ stimulation-off data; ``"embedding"`` also tunes the read-in/read-out on seconds
 
 Why ``full`` is the default, and its steps and learning rate: ``bfm-stim bench adapt-tuning
 --rest`` (``bench/adapt_tuning_rest.json``) adapts 8 validation patients (never pretrained on,
-never in the evaluation) on 2 min of stimulation-off data, as this command does, and picks each
-mode's setting by median R² 160 ms + stimulation-effect R² on probe trials. Medians of R² at 40 ms /
-160 ms / stimulation effect: zero-shot 0.62 / 0.49 / 0.64; ``full`` (100 steps, lr 1e-4) 0.63 /
-0.56 / 0.64; ``embedding`` (150 steps, lr 1e-3) 0.61 / 0.54 / 0.62. Fine-tuning is the only mode
-at least as good as zero-shot on all three; on rest alone it improves the forecast, not the
-prediction of stimulation effects (that needs probe trials: ``bfm-stim bench surrogate``). The
-differences are small: every setting's median score lies within 0.03 of zero-shot's (1.105, the
-highest; ``full`` 1.091).
+never in the evaluation) on 2 min of stimulation-off data, like the data this command usually
+gets, and picks each mode's setting by median R² 160 ms + stimulation-effect R² on probe trials.
+(There the zero-shot embedding is inferred from all 120 s of rest, where :func:`main` takes
+``rest_s`` = 30 s, and the trained modes start from it and use all the data, where this
+command holds out the last 20 % for calibration.) Medians of R² at 40 ms / 160 ms / stimulation
+effect: zero-shot 0.62 / 0.49 / 0.64; ``full`` (100 steps, lr 1e-4) 0.63 / 0.56 / 0.64;
+``embedding`` (150 steps, lr 1e-3) 0.61 / 0.54 / 0.62. Fine-tuning is the only mode at least as
+good as zero-shot on all three; on rest alone it improves the forecast, not the prediction of
+stimulation effects (that needs probe trials: ``bfm-stim bench surrogate``). The differences are
+small: both picks' median scores lie within 0.02 of zero-shot's (1.105, the highest; ``full``
+1.091, ``embedding`` 1.099).
 """
 
 from __future__ import annotations

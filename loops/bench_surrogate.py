@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from bfm_stim._logging import get_logger
+from bfm_stim.exceptions import ValidationError
 from bfm_stim.model.adapt import adapt, infer_embedding
 from bfm_stim.model.bfm import BrainFoundationModel
 from bfm_stim.model.checkpoint import load_checkpoint
@@ -46,6 +48,9 @@ Q90 = 1.6448536269514722
 METRICS = ("forecast_r2_40ms", "forecast_r2_160ms", "stim_effect_r2", "stim_effect_r2_heldout",
            "stim_effect_r2_patch", "latent_hidden_r2", "latent_consistency", "coverage_90")
 FAMILY_METRICS = ("forecast_r2_40ms", "forecast_r2_160ms", "stim_effect_r2")  # results_by_family: the headline three
+
+
+TRAINED_METHODS = ("pretrained_embedding", "pretrained_finetune", "scratch")
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,16 @@ class BenchConfig:
     oracle_branches: int = 32
     per_amount: tuple[tuple[float, tuple[tuple[str, int, float], ...]], ...] = ()
 
+    def __post_init__(self) -> None:
+        for a, rows in self.per_amount:
+            if a not in self.amounts_s:
+                raise ValidationError("per_amount", a, f"an amount of amounts_s {self.amounts_s}")
+            for m, steps, lr in rows:
+                if m not in TRAINED_METHODS:
+                    raise ValidationError("per_amount method", m, f"one of {TRAINED_METHODS}")
+                if not (int(steps) >= 1 and math.isfinite(lr) and lr > 0):
+                    raise ValidationError(f"per_amount {m} at {a:g} s", (steps, lr), "steps >= 1 and lr > 0")
+
     def setting(self, method: str, amount_s: float, lr_scratch: float | None = None) -> tuple[int, float]:
         """(steps, learning rate) of a trained method at ``amount_s`` of adaptation data."""
         for a, rows in self.per_amount:
@@ -98,8 +113,7 @@ class BenchConfig:
             return self.steps_full, self.lr_full
         if method == "scratch":
             return self.steps_scratch, self.scratch_lrs[0] if lr_scratch is None else lr_scratch
-        raise ValueError(f"method: {method!r} is not a trained method (pretrained_embedding, pretrained_finetune, "
-                         "scratch)")
+        raise ValidationError("method", method, f"one of {TRAINED_METHODS}")
 
 
 # Every method on all 20 patients at every amount; the trained methods from 10 s up (0 s of probes is
@@ -120,7 +134,8 @@ FULL = BenchConfig(steps_embedding=300, lr_embedding=3e-4, steps_full=300, lr_fu
                    per_amount=PER_AMOUNT)
 QUICK = BenchConfig(n_patients=2, amounts_s=(0.0, 10.0), rest_s=8.0, cal_s=8.0, n_test=4, steps_embedding=1,
                     steps_full=1, steps_scratch=1, scratch_lrs=(1e-3,), batch_size=4, n_candidates=64,
-                    n_cal_windows=8, hidden_s=6.0, oracle_branches=2)
+                    n_cal_windows=8, hidden_s=6.0, oracle_branches=2,
+                    per_amount=((10.0, (("scratch", 2, 1e-3),)),))
 
 
 @torch.no_grad()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -150,8 +151,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         if args.rest and args.amount is not None:
             raise ValidationError("--amount", args.amount, "not with --rest (rest only has no probe trials)")
-        default = ("bench/adapt_tuning_rest.json" if args.rest else "bench/adapt_tuning.json" if args.amount is None
-                   else f"bench/adapt_tuning_{args.amount:g}s.json")
+        if args.amount is not None and not (math.isfinite(args.amount) and args.amount > 0):
+            raise ValidationError("--amount", args.amount, "> 0 s of probe trials (--rest for rest only)")
+        default = ("bench/adapt_tuning_rest" if args.rest else "bench/adapt_tuning" if args.amount is None
+                   else f"bench/adapt_tuning_{args.amount:g}s")
+        default += "-quick.json" if args.quick else ".json"  # a smoke run never overwrites the committed sweep
         _write_json(args.json or default, run_adapt_tuning(quick=args.quick, rest=args.rest, amount_s=args.amount,
                                                            progress=not args.quiet))
         return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -62,6 +63,8 @@ def test_surrogate_bench_uses_the_tuned_settings():
     assert (BENCH.steps_embedding, BENCH.lr_embedding) == (picks["pretrained_embedding"]["steps"],
                                                           picks["pretrained_embedding"]["lr"])
     assert (BENCH.steps_scratch, BENCH.scratch_lrs) == (picks["scratch"]["steps"], (picks["scratch"]["lr"],))
+    for method, pick in picks.items():  # and no per_amount entry overrides them at 2 min
+        assert BENCH.setting(method, 120.0) == (pick["steps"], pick["lr"])
 
 
 @pytest.mark.parametrize("amount", [10.0, 30.0, 600.0])
@@ -83,6 +86,17 @@ def test_amount_must_be_probe_seconds():
         run_adapt_tuning(quick=True, amount_s=0.0, progress=False)
     with pytest.raises(ValidationError, match="amount_s"):
         run_adapt_tuning(quick=True, amount_s=float("nan"), progress=False)
+    with pytest.raises(ValidationError, match="rest"):
+        run_adapt_tuning(quick=True, rest=True, amount_s=30.0, progress=False)
+
+
+@pytest.mark.parametrize("args, field", [(["--amount", "0"], "--amount"), (["--amount", "nan"], "--amount"),
+                                         (["--rest", "--amount", "30"], "--amount")])
+def test_cli_rejects_bad_amounts_naming_the_flag(args, field, capsys):
+    from loops.cli import main
+
+    assert main(["bench", "adapt-tuning", "--quick", *args]) == 2
+    assert field in capsys.readouterr().err
 
 
 def test_adapt_command_uses_the_rest_sweep_picks():
@@ -94,4 +108,4 @@ def test_adapt_command_uses_the_rest_sweep_picks():
     for mode, method in (("full", "pretrained_finetune"), ("embedding", "pretrained_embedding")):
         assert (cmd.DEFAULT_STEPS[mode], cmd.DEFAULT_LR[mode]) == (res["picks"][method]["steps"], res["picks"][method]["lr"])
     assert (cmd.DEFAULT_BATCH, cmd.DEFAULT_MAX_CHANNELS) == (REST.batch_size, REST.max_channels)
-    assert (res["config"]["batch_size"], res["config"]["max_channels"]) == (REST.batch_size, REST.max_channels)
+    assert res["config"] == json.loads(json.dumps(dataclasses.asdict(REST)))  # the sweep that is committed is REST

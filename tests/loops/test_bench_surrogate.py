@@ -7,6 +7,8 @@ import math
 
 import pytest
 
+from bfm_stim.exceptions import ValidationError
+
 from loops.bench_surrogate import FULL, METRICS, BenchConfig, run_surrogate_bench, write_plot
 
 
@@ -109,3 +111,9 @@ def test_per_amount_settings_override_the_defaults_only_where_given():
     with pytest.raises(ValueError, match="arx"):
         bc.setting("arx", 10.0)
     assert all(a in FULL.trained_amounts_s for a, _ in FULL.per_amount)
+    with pytest.raises(ValidationError, match="per_amount"):
+        BenchConfig(per_amount=((45.0, (("scratch", 10, 1e-3),)),))  # not an amount of the bench
+    with pytest.raises(ValidationError, match="per_amount method"):
+        BenchConfig(per_amount=((10.0, (("finetune", 10, 1e-3),)),))  # a misspelt method would fall back silently
+    with pytest.raises(ValidationError, match="per_amount scratch"):
+        BenchConfig(per_amount=((10.0, (("scratch", 10, float("nan")),)),))
