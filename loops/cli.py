@@ -162,6 +162,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "surrogate":
         from loops.bench_surrogate import main as surrogate_bench
 
+        if args.throughput_only:
+            from loops.bench_surrogate import remeasure_throughput
+
+            print(json.dumps(remeasure_throughput(args.json or "bench/surrogate.json"), indent=2))
+            return 0
         res = surrogate_bench(args.json or "bench/surrogate.json", quick=args.quick, progress=not args.quiet)
         print(json.dumps(res, indent=2, sort_keys=True, default=str))
         return 0
@@ -263,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", default=None, help="write the figures to this JSON file")
     s.add_argument("--patients", type=int, default=None, help="simulator: number of batched patients")
     s.add_argument("--quick", action="store_true", help="a smaller run for smoke tests")
+    s.add_argument("--throughput-only", action="store_true",
+                   help="surrogate: measure only the candidates/s figure again, alone, into the existing --json file")
     s.add_argument("--amount", type=float, default=None,
                    help="adapt-tuning: seconds of probe trials to tune at (default 120)")
     s.add_argument("--rest", action="store_true",

@@ -9,7 +9,7 @@ import pytest
 
 from bfm_stim.exceptions import ValidationError
 
-from loops.bench_surrogate import FULL, METRICS, BenchConfig, run_surrogate_bench, write_plot
+from loops.bench_surrogate import FULL, METRICS, BenchConfig, remeasure_throughput, run_surrogate_bench, write_plot
 
 
 @pytest.mark.timeout(240)
@@ -42,6 +42,14 @@ def test_quick_bench_structure(tmp_path):
     assert set(res["targets"]["ceiling_state_oracle"]) == {"forecast_r2_40ms", "forecast_r2_160ms", "stim_effect_r2"}
     png = write_plot(res, tmp_path / "curves.png")
     assert png.stat().st_size > 1000
+    path = tmp_path / "surrogate.json"
+    path.write_text(json.dumps(res))
+    speed = remeasure_throughput(path)
+    again = json.loads(path.read_text())
+    assert again["throughput"] == speed and speed["remeasured_alone"] and speed["candidates_per_s_signal"] > 0
+    assert speed["n_channels"] == res["throughput"]["n_channels"]  # the same patient's montage
+    assert {k: v for k, v in again.items() if k != "throughput"} == json.loads(json.dumps(
+        {k: v for k, v in res.items() if k != "throughput"}))  # nothing else touched
 
 
 @pytest.mark.timeout(240)
