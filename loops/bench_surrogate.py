@@ -416,17 +416,12 @@ def remeasure_throughput(json_path: str | Path, checkpoint: str | Path | None = 
         conf = res["config"]
     except (OSError, ValueError, KeyError) as e:
         raise ValidationError("json_path", str(path), "a JSON written by `bfm-stim bench surrogate`") from e
-    bc = BenchConfig(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
-                        for k, v in conf.items() if k != "per_amount"})
+    # The run's first patient, simulated as the run did (its data size; no oracle branches, unused here).
+    size = {k: conf[k] for k in ("rest_s", "cal_s", "n_test", "hidden_s")}
+    bc = BenchConfig(amounts_s=tuple(conf["amounts_s"]), oracle_branches=0, **size)
     model, _ = load_checkpoint(Path(checkpoint) if checkpoint is not None else default_checkpoint())
-    seed = int(simulators.cohort("eval", 1)[0])
-    ep = make_eval_patient(FAMILIES[0], seed, **{**_geometry(model.config, bc), "oracle_branches": 0})
-    prev = torch.get_num_threads()
-    try:
-        speed = throughput(model, ep, bc.n_candidates, reps=3)
-    finally:
-        torch.set_num_threads(prev)
-    res["throughput"] = {**speed, "remeasured_alone": True}
+    ep = make_eval_patient(FAMILIES[0], int(simulators.cohort("eval", 1)[0]), **_geometry(model.config, bc))
+    res["throughput"] = {**throughput(model, ep, int(conf["n_candidates"]), reps=3), "remeasured_alone": True}
     path.write_text(json.dumps(res, indent=1) + "\n")
     return res["throughput"]
 
@@ -438,7 +433,7 @@ def _run(bc: BenchConfig, quick: bool, checkpoint: str | Path | None, progress: 
     ck = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     model, info = load_checkpoint(ck)
     cfg = model.config
-    fs, L = cfg.fs, cfg.patch_len
+    fs = cfg.fs
     n_val = 1 if len(bc.scratch_lrs) > 1 else 0  # a validation patient only when there is an LR sweep
     seeds = simulators.cohort("eval", bc.n_patients + n_val)
     n_pre = int(info["extra"].get("pretrain_config", {}).get("corpus", {}).get("n_patients", 0))

@@ -8,7 +8,6 @@ import math
 import pytest
 
 from bfm_stim.exceptions import ValidationError
-
 from loops.bench_surrogate import FULL, METRICS, BenchConfig, remeasure_throughput, run_surrogate_bench, write_plot
 
 
