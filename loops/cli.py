@@ -90,7 +90,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     from loops.pretrain import main as pretrain_main
 
     summary = pretrain_main(args.config, args.out, resume=args.resume, steps=args.steps, progress=not args.quiet,
-                            minutes=args.minutes, batch_size=args.batch_size)
+                            minutes=args.minutes, batch_size=args.batch_size, init_from=args.init_from, lr=args.lr)
     print(json.dumps(summary, indent=1, default=str))
     return 0
 
@@ -158,6 +158,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         default += "-quick.json" if args.quick else ".json"  # a smoke run never overwrites the committed sweep
         _write_json(args.json or default, run_adapt_tuning(quick=args.quick, rest=args.rest, amount_s=args.amount,
                                                            progress=not args.quiet))
+        return 0
+    if args.what == "ablation":
+        from loops.bench_ablation import run_ablation
+
+        default = "bench/ablation-quick.json" if args.quick else "bench/ablation.json"
+        _write_json(args.json or default, run_ablation(quick=args.quick, runs_dir=args.runs_dir, progress=not args.quiet))
         return 0
     if args.what == "surrogate":
         from loops.bench_surrogate import main as surrogate_bench
@@ -230,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--minutes", type=float, default=None,
                    help="training time budget in minutes: the LR schedule follows it and training stops when spent")
     s.add_argument("--batch-size", type=int, default=None, help="override train.batch_size (e.g. larger on a GPU)")
+    s.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="continue pretraining from this checkpoint's weights (same model config; new optimiser "
+                        "and schedule), e.g. bfm_stim/checkpoints/default/model.pt")
+    s.add_argument("--lr", type=float, default=None, help="override train.lr, the schedule's peak")
     s.set_defaults(func=_cmd_pretrain)
 
     for name, issue, help_ in (
@@ -264,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_optimize)
 
     s = sub.add_parser("bench", help="benchmarks that write JSON figures")
-    s.add_argument("what", choices=["simulator", "surrogate", "adapt-tuning", "optimizers", "ranking", "latency"])
+    s.add_argument("what", choices=["simulator", "surrogate", "adapt-tuning", "ablation", "optimizers", "ranking",
+                                        "latency"])
     s.add_argument("--json", default=None, help="write the figures to this JSON file")
     s.add_argument("--patients", type=int, default=None, help="simulator: number of batched patients")
     s.add_argument("--quick", action="store_true", help="a smaller run for smoke tests")
@@ -274,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="adapt-tuning: seconds of probe trials to tune at (default 120)")
     s.add_argument("--rest", action="store_true",
                    help="adapt-tuning: tune `bfm-stim adapt`'s defaults on 2 min of rest (no probes)")
+    s.add_argument("--runs-dir", default="runs/ablation",
+                   help="ablation: where the variants' pretraining runs go (reused when their config matches)")
     s.add_argument("--optimizers", default=None, help="optimizers: comma-separated variants (default: all)")
     s.add_argument("--n-patients", type=int, default=None, help="optimizers, ranking: evaluation patients (default 10)")
     s.add_argument("--seeds", type=int, default=None, help="optimizers: seeds per patient (default 3)")

@@ -214,12 +214,14 @@ def _dist_setup() -> tuple[int, int, torch.device]:
     return rank, world, dev
 
 
-def main(config_path: str | Path, out_dir: str | Path, *, resume: bool = False, steps: int | None = None,
-         progress: bool = True, minutes: float | None = None, batch_size: int | None = None) -> dict[str, Any]:
+def main(config_path: str | Path | PretrainConfig, out_dir: str | Path, *, resume: bool = False, steps: int | None = None,
+         progress: bool = True, minutes: float | None = None, batch_size: int | None = None,
+         init_from: str | Path | None = None, lr: float | None = None) -> dict[str, Any]:
     """Pretrain the BFM.
 
     Args:
-        config_path: TOML file with ``[corpus]``, ``[model]``, ``[loss]``, ``[train]``.
+        config_path: TOML file with ``[corpus]``, ``[model]``, ``[loss]``, ``[train]``, or a parsed
+            :class:`PretrainConfig` (e.g. an objective ablation's variant of one).
         out_dir: run directory (``corpus/``, ``checkpoints/last.pt``, ``model.pt``, ``summary.json``).
         resume: continue from ``out_dir/checkpoints/last.pt``.
         steps: override ``train.steps``.
@@ -228,11 +230,19 @@ def main(config_path: str | Path, out_dir: str | Path, *, resume: bool = False, 
             elapsed fraction of it and training stops when it is spent (for a fixed-length run
             on faster hardware; the summary records the steps done).
         batch_size: override ``train.batch_size``.
+        init_from: start from this checkpoint's weights (same model config; fresh optimiser and
+            schedule from step 0): continued pretraining, e.g. a warm restart at a lower ``lr`` on
+            the same corpus, or on a corpus with your own recordings added. The checkpoint
+            records the source's path and weight digest.
+        lr: override ``train.lr`` (the peak of the schedule).
 
     Returns: summary dict (steps, final losses, parameter count, checkpoint path, windows/s).
     """
-    cfg = load_config(config_path)
-    over = {k: v for k, v in (("steps", steps), ("batch_size", batch_size)) if v is not None}
+    cfg = config_path if isinstance(config_path, PretrainConfig) else load_config(config_path)
+    over = {k: v for k, v in (("steps", steps), ("batch_size", batch_size), ("lr", lr)) if v is not None}
+    if resume and init_from is not None:
+        raise ConfigError("pretrain: --resume continues this run's own checkpoint; --init-from starts a new run "
+                          "from another one. Give one of them.")
     t = _build(TrainConfig, {**cfg.to_dict()["train"], **over}, "train") if over else cfg.train
     out = Path(out_dir)
     rank, world, dev = _dist_setup()
@@ -252,10 +262,17 @@ def main(config_path: str | Path, out_dir: str | Path, *, resume: bool = False, 
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     ckpt_path = out / "checkpoints" / "last.pt"
     start = 0
+    init_info: dict[str, Any] | None = None  # where a continued pretraining run started (--init-from)
     if resume:
         _, info = load_checkpoint(ckpt_path, model=model, optimizer=opt, map_location=dev)
         start = int(info["step"])
+        init_info = info["extra"].get("init_from")
         log.info("resumed from %s at step %d", ckpt_path, start)
+    if init_from is not None:
+        _, src = load_checkpoint(init_from, model=model, map_location=dev)  # config mismatch: CheckpointError
+        init_info = {"path": str(init_from), "step": int(src["step"]), "digest": weights_digest(model),
+                     "command": src["extra"].get("command")}
+        log.info("initialised from %s (its step %d)", init_from, init_info["step"])
     unit = LossModule(model, cfg.loss)
     net: torch.nn.Module = unit
     if world > 1:
@@ -275,11 +292,13 @@ def main(config_path: str | Path, out_dir: str | Path, *, resume: bool = False, 
     losses: dict[str, float] = {}
     t0, n_win = time.perf_counter(), 0
     from dataclasses import asdict
-    command = " ".join([f"bfm-stim pretrain --config {config_path}"]
+    source = "(a config object; see pretrain_config)" if isinstance(config_path, PretrainConfig) else config_path
+    command = " ".join([f"bfm-stim pretrain --config {source}"]
                        + [f"--{k} {v:g}" if isinstance(v, float) else f"--{k} {v}"
-                          for k, v in (("steps", steps), ("minutes", minutes), ("batch-size", batch_size)) if v is not None])
+                          for k, v in (("steps", steps), ("minutes", minutes), ("batch-size", batch_size),
+                                       ("lr", lr), ("init-from", init_from)) if v is not None])
     extra = {"pretrain_config": {**cfg.to_dict(), "train": asdict(t)}, "world": world, "minutes": minutes,
-             "device": str(dev), "command": command}  # the train section as run (command-line overrides applied)
+             "device": str(dev), "command": command, "init_from": init_info}  # the train section as run (command-line overrides applied)
     model.train()
     budget = None if minutes is None else 60.0 * float(minutes)
     done = start
@@ -344,6 +363,8 @@ if __name__ == "__main__":  # torchrun entry: python -m loops.pretrain CONFIG OU
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--minutes", type=float, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--init-from", default=None)
+    ap.add_argument("--lr", type=float, default=None)
     a = ap.parse_args()
     res = main(a.config, a.out, resume=a.resume, steps=a.steps, progress=not a.no_progress, minutes=a.minutes,
                batch_size=a.batch_size)

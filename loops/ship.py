@@ -72,6 +72,18 @@ def _series_for(cc: Any, seeds: list[int], fams: list[str], fs: float):
         simulators.cohort = orig
 
 
+def _commands(extra: dict[str, Any]) -> list[str]:
+    """The pretraining command(s) behind a checkpoint: a continued run (``--init-from``) is two stages."""
+    cmd = extra.get("command", "bfm-stim pretrain --config configs/pretrain-small.toml")
+    init = extra.get("init_from")
+    if not init:
+        return [cmd + " --out runs/pretrain-small"]
+    stage1 = "runs/pretrain-stage1"
+    return [f"{init.get('command') or '(source command not recorded)'} --out {stage1}",
+            cmd.replace(f"--init-from {init['path']}", f"--init-from {stage1}/model.pt") + " --out runs/pretrain-small",
+            f"# stage 1 ended at step {init['step']}, weights sha256 {init['digest']}"]
+
+
 def _card(info: dict[str, Any], cal: dict[str, float], bench: dict[str, Any] | None, timings: dict[str, Any]) -> str:
     pc = info["extra"].get("pretrain_config", {})
     lines = ["# bfm-stim default checkpoint", "",
@@ -84,8 +96,7 @@ def _card(info: dict[str, Any], cal: dict[str, float], bench: dict[str, Any] | N
              "offset to the contact) + the per-patient linear forecaster of ongoing activity "
              f"({info['model_config'].get('ar_lags', 0)} lags, closed form from the patient's stimulation-off data, "
              "refitted for every new patient). Model config: `" + json.dumps(info["model_config"]) + "`", "",
-             "## Exact command", "", "```",
-             info["extra"].get("command", "bfm-stim pretrain --config configs/pretrain-small.toml") + " --out runs/pretrain-small",
+             "## Exact command", "", "```", *_commands(info["extra"]),
              "python -m loops.ship runs/pretrain-small --bench bench/surrogate.json", "```", "",
              f"Device: {info['extra'].get('device', 'cpu')}; training {info['extra'].get('train_seconds', float('nan')):.0f} s. "
              + info["extra"].get("note", ""), "",

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bfm_stim.exceptions import ConfigError
+from bfm_stim.exceptions import CheckpointError, ConfigError
 from bfm_stim.model import load_checkpoint, load_manifest
-from loops.pretrain import load_config, main
+from bfm_stim.surrogate import default_checkpoint
+from loops.pretrain import load_config, main, weights_digest
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "pretrain-tiny.toml"
@@ -33,6 +34,34 @@ def test_tiny_run_writes_corpus_checkpoint_and_resumes(tmp_path):
     m, info = load_checkpoint(out / "checkpoints" / "last.pt")
     assert info["step"] == 5 and info["extra"]["pretrain_config"]["model"]["d_model"] == 32
     assert all(torch.isfinite(torch.tensor(v)) for v in s2["losses"].values())
+
+
+def test_init_from_continues_another_runs_weights(tmp_path):
+    src_run = tmp_path / "src"
+    main(TINY, src_run, steps=3, progress=False)
+    src, src_info = load_checkpoint(src_run / "model.pt")
+    # a near-zero learning rate: the continued run must hold the source's weights, not a fresh init
+    s = main(TINY, tmp_path / "cont", steps=2, lr=1e-12, init_from=src_run / "model.pt", progress=False)
+    assert s["start_step"] == 0 and s["steps"] == 2
+    cont, info = load_checkpoint(tmp_path / "cont" / "model.pt")
+    for (k, a), b in zip(cont.state_dict().items(), src.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), k
+    init = info["extra"]["init_from"]
+    assert init["digest"] == weights_digest(src) and init["step"] == src_info["step"] == 3
+    assert "--init-from" in info["extra"]["command"] and "--lr 1e-12" in info["extra"]["command"]
+    assert info["extra"]["pretrain_config"]["train"]["lr"] == 1e-12
+    from loops.ship import _commands  # the model card's exact commands: both stages
+    stage1, stage2, digest = _commands(info["extra"])
+    assert stage1.startswith(f"bfm-stim pretrain --config {TINY} --steps 3") and "--init-from" not in stage1
+    assert "--init-from runs/pretrain-stage1/model.pt" in stage2 and str(src_run) not in stage2
+    assert init["digest"] in digest
+    # a resumed continued run keeps its origin
+    main(TINY, tmp_path / "cont", resume=True, steps=3, progress=False)
+    assert load_checkpoint(tmp_path / "cont" / "model.pt")[1]["extra"]["init_from"] == init
+    with pytest.raises(ConfigError, match="--init-from"):
+        main(TINY, tmp_path / "cont", resume=True, init_from=src_run / "model.pt", progress=False)
+    with pytest.raises(CheckpointError, match="differs"):  # the shipped model has another config
+        main(TINY, tmp_path / "cont2", steps=1, init_from=default_checkpoint(), progress=False)
 
 
 def test_config_errors(tmp_path):
