@@ -25,6 +25,7 @@ short budget; the shipped model's own figures are those of ``bench surrogate``. 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ import torch
 from bfm_stim._logging import get_logger
 from bfm_stim.exceptions import ValidationError
 
-__all__ = ["AblationConfig", "FULL", "QUICK", "VARIANTS", "run_ablation", "variant_config"]
+__all__ = ["AblationConfig", "FULL", "QUICK", "VARIANTS", "run_ablation", "summarize", "variant_config"]
 
 log = get_logger("bench.ablation")
 REPO = Path(__file__).resolve().parents[1]
@@ -118,7 +119,8 @@ def _train(name: str, cfg: Any, run: Path, steps: int, progress: bool) -> dict[s
     want = {**cfg.to_dict(), "train": asdict(dataclasses.replace(cfg.train, steps=steps))}
     if (run / "model.pt").is_file():
         _, info = load_checkpoint(run / "model.pt")
-        if info["extra"].get("pretrain_config") == want and info["step"] == steps:
+        same = json.dumps(info["extra"].get("pretrain_config"), sort_keys=True) == json.dumps(want, sort_keys=True)
+        if same and info["step"] == steps:  # compared as JSON: the checkpoint holds lists where the config has tuples
             log.info("ablation %s: reusing %s", name, run / "model.pt")
             return {"reused": True, "train_seconds": info["extra"].get("train_seconds")}
     summary = pretrain(cfg, run, steps=steps, progress=progress)
@@ -206,14 +208,29 @@ def run_ablation(quick: bool = False, *, config: AblationConfig | None = None, r
         finally:
             torch.set_num_threads(prev)
     bar.close()
-    modes = list(parts[0]["rows"][ac.variants[0][0]])
-    results = {name: {mode: {k: _iqr([p["rows"][name][mode][k] for p in parts]) for k in METRICS} for mode in modes}
-               for name, _ in ac.variants}
-    ref = ac.variants[0][0]
-    delta = {name: {mode: {k: float(np.median([p["rows"][name][mode][k] - p["rows"][ref][mode][k] for p in parts]))
-                           for k in METRICS} for mode in modes} for name, _ in ac.variants if name != ref}
-    return {"config": dataclasses.asdict(ac), "base_config": str(ac.config), "reference": ref,
+    return {"config": dataclasses.asdict(ac), "base_config": str(ac.config), "reference": ac.variants[0][0],
             "patients": [{"i": p["i"], "family": p["family"], "seed": p["seed"]} for p in parts],
-            "training": training, "results": results, "median_paired_change_vs_reference": delta,
-            "per_patient": parts,
+            "training": training, **summarize(parts, [n for n, _ in ac.variants]), "per_patient": parts,
             "timing_s": {"train": t_train, "total": time.perf_counter() - t0}}
+
+
+def summarize(parts: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """Per variant and mode, the median and IQR over patients, and the paired change against ``names[0]``.
+
+    ``paired_change_vs_reference``: per patient, the variant's metric minus the reference's on the
+    same patient and test trials; median, IQR and ``n_better`` (patients where the variant is higher)
+    of ``n``, so a change can be told from patient-to-patient noise.
+    """
+    modes = list(parts[0]["rows"][names[0]])
+    results = {name: {mode: {k: _iqr([p["rows"][name][mode][k] for p in parts]) for k in METRICS} for mode in modes}
+               for name in names}
+    ref = names[0]
+    delta: dict[str, Any] = {}
+    for name in names[1:]:
+        delta[name] = {}
+        for mode in modes:
+            delta[name][mode] = {}
+            for k in METRICS:
+                d = [p["rows"][name][mode][k] - p["rows"][ref][mode][k] for p in parts]
+                delta[name][mode][k] = {**_iqr(d), "n_better": int(sum(x > 0 for x in d)), "n": len(d)}
+    return {"results": results, "paired_change_vs_reference": delta}
