@@ -13,9 +13,9 @@ import contextlib
 import multiprocessing as mp
 import os
 from concurrent.futures import ProcessPoolExecutor
-from typing import Iterator
+from typing import Any, Callable, Iterator, Sequence
 
-__all__ = ["single_thread_pool", "THREAD_ENV"]
+__all__ = ["single_thread_pool", "map_jobs", "THREAD_ENV"]
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 
@@ -38,3 +38,29 @@ def single_thread_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def map_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int, *, desc: str,
+             progress: bool = True) -> list[Any]:
+    """``[fn(job) for job in jobs]`` in order, with a progress bar: one job per single-threaded
+    spawned process when ``workers`` > 1, else inline (torch's thread count restored afterwards,
+    since a job may set it)."""
+    import torch
+    from tqdm import tqdm
+
+    out: list[Any] = []
+    with tqdm(total=len(jobs), desc=desc, disable=not progress) as bar:
+        if workers > 1:
+            with single_thread_pool(workers) as ex:
+                for r in ex.map(fn, jobs):
+                    out.append(r)
+                    bar.update()
+            return out
+        prev = torch.get_num_threads()
+        try:
+            for job in jobs:
+                out.append(fn(job))
+                bar.update()
+        finally:
+            torch.set_num_threads(prev)
+    return out

@@ -166,7 +166,6 @@ def run_ablation(quick: bool = False, *, config: AblationConfig | None = None, r
                  progress: bool = True) -> dict[str, Any]:
     """Pretrain every variant (or reuse its run), evaluate all on the eval patients; JSON-able results."""
     import simulators
-    from tqdm import tqdm
 
     from loops.bench_surrogate import FAMILIES
     from loops.pretrain import load_config
@@ -191,23 +190,9 @@ def run_ablation(quick: bool = False, *, config: AblationConfig | None = None, r
     assert not pre & set(seeds), "evaluation patients overlap the pretraining cohort"
     jobs = [dict(i=i, family=FAMILIES[i % len(FAMILIES)], seed=int(s), ac=ac, checkpoints=checkpoints)
             for i, s in enumerate(seeds)]
-    bar = tqdm(total=len(jobs), desc="ablation: eval patients", disable=not progress)
-    parts = []
-    if ac.workers > 1:
-        from loops._pool import single_thread_pool
+    from loops._pool import map_jobs
 
-        with single_thread_pool(ac.workers) as ex:
-            for part in ex.map(_eval_patient, jobs):
-                parts.append(part)
-                bar.update()
-    else:
-        try:
-            for job in jobs:
-                parts.append(_eval_patient(job))
-                bar.update()
-        finally:
-            torch.set_num_threads(prev)
-    bar.close()
+    parts = map_jobs(_eval_patient, jobs, ac.workers, desc="ablation: eval patients", progress=progress)
     return {"config": dataclasses.asdict(ac), "base_config": str(ac.config), "reference": ac.variants[0][0],
             "patients": [{"i": p["i"], "family": p["family"], "seed": p["seed"]} for p in parts],
             "training": training, **summarize(parts, [n for n, _ in ac.variants]), "per_patient": parts,

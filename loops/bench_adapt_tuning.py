@@ -163,7 +163,6 @@ def run_adapt_tuning(quick: bool = False, checkpoint: str | None = None, *, conf
     :data:`FULL`'s 120 (the benchmark's other amounts; not with ``rest``). ``config`` overrides all.
     """
     import simulators
-    from tqdm import tqdm
 
     from bfm_stim.model.checkpoint import load_checkpoint
     from bfm_stim.surrogate import default_checkpoint
@@ -194,24 +193,9 @@ def run_adapt_tuning(quick: bool = False, checkpoint: str | None = None, *, conf
     jobs = [dict(i=first + k, family=FAMILIES[(first + k) % len(FAMILIES)], seed=s, tc=tc, checkpoint=ck)
             for k, s in enumerate(seeds)]
     t0 = time.perf_counter()
-    bar = tqdm(total=len(jobs), desc="validation patients", disable=not progress)
-    parts = []
-    if tc.workers > 1:
-        from loops._pool import single_thread_pool
+    from loops._pool import map_jobs
 
-        with single_thread_pool(tc.workers) as ex:
-            for part in ex.map(_tune_patient, jobs):
-                parts.append(part)
-                bar.update()
-    else:
-        prev = torch.get_num_threads()
-        try:
-            for job in jobs:
-                parts.append(_tune_patient(job))
-                bar.update()
-        finally:
-            torch.set_num_threads(prev)
-    bar.close()
+    parts = map_jobs(_tune_patient, jobs, tc.workers, desc="validation patients", progress=progress)
     medians: dict[str, dict[str, dict[str, float]]] = {}
     for method in parts[0]["rows"]:
         medians[method] = {}
