@@ -42,9 +42,9 @@ def single_thread_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
 
 def map_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int, *, desc: str,
              progress: bool = True) -> list[Any]:
-    """``[fn(job) for job in jobs]`` in order, with a progress bar: one job per single-threaded
-    spawned process when ``workers`` > 1, else inline (torch's thread count restored afterwards,
-    since a job may set it)."""
+    """``[fn(job) for job in jobs]`` in order, with a progress bar: on a pool of ``workers``
+    single-threaded spawned processes (each runs many jobs) when ``workers`` > 1, else inline
+    (torch's thread count restored afterwards, since a job may set it)."""
     import torch
     from tqdm import tqdm
 

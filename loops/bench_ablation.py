@@ -4,7 +4,9 @@ The pretraining loss (:mod:`bfm_stim.model.losses`) combines a multi-step foreca
 spectral term), masked modelling (time and whole-channel masks) and cross-patient contrastive
 alignment. This benchmark pretrains the same model once per variant of the loss, each with one
 objective switched off and everything else equal (corpus, seed, steps, schedule), then measures
-every variant on the surrogate benchmark's evaluation patients (never pretrained on):
+every variant on the surrogate benchmark's 20 evaluation patients (never pretrained on; the
+patients of ``bench surrogate``, with this benchmark's own test trials: its patients are simulated
+with ``amount_s`` of probes, so the test stimuli drawn after them differ):
 
 - ``full``: the config as it is;
 - ``no_masked``: ``loss.masked = false``;
@@ -18,8 +20,11 @@ it, on the surrogate benchmark's RÂ² at 40 ms / 160 ms and stimulation-effect RÂ
 
 The variants train for ``steps`` (default 1500: four runs must fit in about 40 min on 2 cores),
 fewer than the shipped checkpoint's 5717 GPU steps, so the figures compare objectives at an equal,
-short budget; the shipped model's own figures are those of ``bench surrogate``. Runs are kept under
-``runs_dir`` and reused when their recorded config matches (the corpus is built once for all).
+short budget; the shipped model's own figures are those of ``bench surrogate``. Each variant is one
+training run (seed 0): the paired changes separate patient-to-patient noise, not run-to-run
+training noise. Runs are kept under ``runs_dir`` and reused when their recorded config and step
+count match (the corpus is built once for all); a change to the training code is not detected,
+so delete ``runs_dir`` after one.
 """
 
 from __future__ import annotations
@@ -84,13 +89,15 @@ class AblationConfig:
     n_cal_windows: int = 16
 
     def __post_init__(self) -> None:
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValidationError("steps", self.steps, "an integer >= 1")
-        if not isinstance(self.n_patients, int) or self.n_patients < 1:
-            raise ValidationError("n_patients", self.n_patients, "an integer >= 1")
+        for name in ("steps", "n_patients", "adapt_steps", "workers"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValidationError(f"ablation.{name}", v, "an integer >= 1")
+        if not (self.amount_s >= 0):
+            raise ValidationError("ablation.amount_s", self.amount_s, ">= 0 s of probes (0: zero-shot only)")
         names = [n for n, _ in self.variants]
         if len(set(names)) != len(names) or not names:
-            raise ValidationError("variants", names, "distinct names, at least one")
+            raise ValidationError("ablation.variants", names, "distinct names, at least one")
 
 
 FULL = AblationConfig()
@@ -122,7 +129,7 @@ def _train(name: str, cfg: Any, run: Path, steps: int, progress: bool) -> dict[s
         same = json.dumps(info["extra"].get("pretrain_config"), sort_keys=True) == json.dumps(want, sort_keys=True)
         if same and info["step"] == steps:  # compared as JSON: the checkpoint holds lists where the config has tuples
             log.info("ablation %s: reusing %s", name, run / "model.pt")
-            return {"reused": True, "train_seconds": info["extra"].get("train_seconds")}
+            return {"reused": True, "train_seconds": info["extra"].get("train_seconds"), "final_losses": None}
     summary = pretrain(cfg, run, steps=steps, progress=progress)
     return {"reused": False, "train_seconds": summary["train_seconds"], "final_losses": summary["losses"]}
 
@@ -174,6 +181,10 @@ def run_ablation(quick: bool = False, *, config: AblationConfig | None = None, r
     base_path = Path(ac.config) if Path(ac.config).is_absolute() else REPO / ac.config
     base = load_config(base_path)
     root = Path(runs_dir)
+    seeds = simulators.cohort("eval", ac.n_patients)
+    for s_ in seeds:  # checked before the training, not after it
+        if simulators.cohort_of(s_) != "eval":
+            raise ValidationError("evaluation patient seed", s_, "a seed of the eval cohort")
     t0 = time.perf_counter()
     training, checkpoints = {}, {}
     prev = torch.get_num_threads()
@@ -185,9 +196,6 @@ def run_ablation(quick: bool = False, *, config: AblationConfig | None = None, r
     finally:
         torch.set_num_threads(prev)
     t_train = time.perf_counter() - t0
-    seeds = simulators.cohort("eval", ac.n_patients)
-    pre = set(simulators.cohort("pretrain", 4 * base.corpus.n_patients))
-    assert not pre & set(seeds), "evaluation patients overlap the pretraining cohort"
     jobs = [dict(i=i, family=FAMILIES[i % len(FAMILIES)], seed=int(s), ac=ac, checkpoints=checkpoints)
             for i, s in enumerate(seeds)]
     from loops._pool import map_jobs

@@ -163,7 +163,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from loops.bench_ablation import run_ablation
 
         default = "bench/ablation-quick.json" if args.quick else "bench/ablation.json"
-        _write_json(args.json or default, run_ablation(quick=args.quick, runs_dir=args.runs_dir, progress=not args.quiet))
+        runs = args.runs_dir or ("runs/ablation-quick" if args.quick else "runs/ablation")  # never over the full runs
+        _write_json(args.json or default, run_ablation(quick=args.quick, runs_dir=runs, progress=not args.quiet))
         return 0
     if args.what == "surrogate":
         from loops.bench_surrogate import main as surrogate_bench
@@ -285,8 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="adapt-tuning: seconds of probe trials to tune at (default 120)")
     s.add_argument("--rest", action="store_true",
                    help="adapt-tuning: tune `bfm-stim adapt`'s defaults on 2 min of rest (no probes)")
-    s.add_argument("--runs-dir", default="runs/ablation",
-                   help="ablation: where the variants' pretraining runs go (reused when their config matches)")
+    s.add_argument("--runs-dir", default=None,
+                   help="ablation: where the variants' pretraining runs go, reused when their config matches "
+                        "(default runs/ablation, runs/ablation-quick with --quick)")
     s.add_argument("--optimizers", default=None, help="optimizers: comma-separated variants (default: all)")
     s.add_argument("--n-patients", type=int, default=None, help="optimizers, ranking: evaluation patients (default 10)")
     s.add_argument("--seeds", type=int, default=None, help="optimizers: seeds per patient (default 3)")

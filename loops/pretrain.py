@@ -263,16 +263,23 @@ def main(config_path: str | Path | PretrainConfig, out_dir: str | Path, *, resum
     ckpt_path = out / "checkpoints" / "last.pt"
     start = 0
     init_info: dict[str, Any] | None = None  # where a continued pretraining run started (--init-from)
+    prior_command: str | None = None
     if resume:
         _, info = load_checkpoint(ckpt_path, model=model, optimizer=opt, map_location=dev)
         start = int(info["step"])
         init_info = info["extra"].get("init_from")
+        prior_command = info["extra"].get("command")
+        rec = info["extra"].get("pretrain_config", {}).get("train")
+        if rec:  # the run's own settings (its --lr, --steps, --batch-size), unless given again now
+            t = _build(TrainConfig, {**rec, **over}, "train")
         log.info("resumed from %s at step %d", ckpt_path, start)
     if init_from is not None:
         _, src = load_checkpoint(init_from, model=model, map_location=dev)  # config mismatch: CheckpointError
         init_info = {"path": str(init_from), "step": int(src["step"]), "digest": weights_digest(model),
                      "command": src["extra"].get("command")}
         log.info("initialised from %s (its step %d)", init_from, init_info["step"])
+    # A continued run draws the windows and masks that follow its source's, not a replay of them.
+    offset = start + (int(init_info["step"]) if init_info else 0)
     unit = LossModule(model, cfg.loss)
     net: torch.nn.Module = unit
     if world > 1:
@@ -280,12 +287,12 @@ def main(config_path: str | Path | PretrainConfig, out_dir: str | Path, *, resum
         net = DDP(unit, find_unused_parameters=True)  # also broadcasts rank 0's weights
     stream = _prefetch(CorpusStream(corpus_dir, batch_size=t.batch_size, n_ctx=t.ctx_patches,
                                n_hor=cfg.model.horizon_patches, patch_len=cfg.model.patch_len,
-                               seed=t.seed + 7919 * start, rank=rank, world=world,
+                               seed=t.seed + 7919 * offset, rank=rank, world=world,
                                shards_in_memory=t.shards_in_memory, max_channels=t.max_channels,
                                batches_per_visit=20 * max(1, t.batch_size // 16),
                                forecaster_lags=cfg.model.ar_lags, fs=cfg.model.fs),
                      depth=64 if dev.type == "cuda" else 6)  # a GPU outruns shard loading: buffer more
-    gen = torch.Generator(device=dev).manual_seed(t.seed * 1000 + rank + 31 * start)
+    gen = torch.Generator(device=dev).manual_seed(t.seed * 1000 + rank + 31 * offset)
     from tqdm import tqdm
     bar = tqdm(total=t.steps, initial=start, desc=f"pretrain (x{world})", unit="step",
                disable=not progress or rank != 0, dynamic_ncols=True)
@@ -297,6 +304,8 @@ def main(config_path: str | Path | PretrainConfig, out_dir: str | Path, *, resum
                        + [f"--{k} {v:g}" if isinstance(v, float) else f"--{k} {v}"
                           for k, v in (("steps", steps), ("minutes", minutes), ("batch-size", batch_size),
                                        ("lr", lr), ("init-from", init_from)) if v is not None])
+    if prior_command:  # a resumed run is still the run its first command started
+        command = prior_command
     extra = {"pretrain_config": {**cfg.to_dict(), "train": asdict(t)}, "world": world, "minutes": minutes,
              "device": str(dev), "command": command, "init_from": init_info}  # the train section as run (command-line overrides applied)
     model.train()
@@ -367,7 +376,7 @@ if __name__ == "__main__":  # torchrun entry: python -m loops.pretrain CONFIG OU
     ap.add_argument("--lr", type=float, default=None)
     a = ap.parse_args()
     res = main(a.config, a.out, resume=a.resume, steps=a.steps, progress=not a.no_progress, minutes=a.minutes,
-               batch_size=a.batch_size)
+               batch_size=a.batch_size, init_from=a.init_from, lr=a.lr)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(res, indent=1))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

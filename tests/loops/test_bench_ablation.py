@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -32,6 +33,10 @@ def test_variants_switch_one_objective_each_and_share_the_corpus(tmp_path):
         variant_config(base, (("maskd", False),), tmp_path)
     with pytest.raises(ValidationError, match="variants"):
         AblationConfig(variants=(("a", ()), ("a", ())))
+    with pytest.raises(ValidationError, match="ablation.workers"):
+        AblationConfig(workers=0)
+    with pytest.raises(ValidationError, match="amount_s"):
+        AblationConfig(amount_s=float("nan"))
 
 
 def test_quick_ablation_trains_each_variant_then_reuses_it(tmp_path):
@@ -55,6 +60,10 @@ def test_quick_ablation_trains_each_variant_then_reuses_it(tmp_path):
     again = run_ablation(quick=True, runs_dir=tmp_path, progress=False)
     assert all(again["training"][n]["reused"] for n in names)
     assert again["results"] == res["results"]  # same weights, same patients: the same figures
+    longer = run_ablation(config=dataclasses.replace(QUICK, steps=QUICK.steps + 1, variants=QUICK.variants[:1]),
+                          runs_dir=tmp_path, progress=False)
+    assert not longer["training"]["full"]["reused"]  # another step count is another run
+    assert load_checkpoint(tmp_path / "full" / "model.pt")[1]["step"] == QUICK.steps + 1
 
 
 def test_cli_writes_the_ablation_json(tmp_path):

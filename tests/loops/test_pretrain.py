@@ -55,9 +55,18 @@ def test_init_from_continues_another_runs_weights(tmp_path):
     assert stage1.startswith(f"bfm-stim pretrain --config {TINY} --steps 3") and "--init-from" not in stage1
     assert "--init-from runs/pretrain-stage1/model.pt" in stage2 and str(src_run) not in stage2
     assert init["digest"] in digest
-    # a resumed continued run keeps its origin
+    # a resumed continued run keeps its origin, its learning rate and its command
     main(TINY, tmp_path / "cont", resume=True, steps=3, progress=False)
-    assert load_checkpoint(tmp_path / "cont" / "model.pt")[1]["extra"]["init_from"] == init
+    res = load_checkpoint(tmp_path / "cont" / "model.pt")[1]["extra"]
+    assert res["init_from"] == init and res["pretrain_config"]["train"]["lr"] == 1e-12
+    assert res["command"] == info["extra"]["command"] and "--init-from runs/pretrain-stage1" in _commands(res)[1]
+    # the torchrun entry point (`python -m loops.pretrain`) passes both options on
+    r = subprocess.run([sys.executable, "-m", "loops.pretrain", str(TINY), str(tmp_path / "entry"), "--steps", "1",
+                        "--init-from", str(src_run / "model.pt"), "--lr", "1e-12", "--no-progress"],
+                       cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    entry = load_checkpoint(tmp_path / "entry" / "model.pt")[1]["extra"]
+    assert entry["init_from"]["digest"] == init["digest"] and entry["pretrain_config"]["train"]["lr"] == 1e-12
     with pytest.raises(ConfigError, match="--init-from"):
         main(TINY, tmp_path / "cont", resume=True, init_from=src_run / "model.pt", progress=False)
     with pytest.raises(CheckpointError, match="differs"):  # the shipped model has another config
