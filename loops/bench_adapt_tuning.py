@@ -19,8 +19,10 @@ The JSON holds every (patient, method, setting) row, the medians, and ``picks``;
 :data:`loops.bench_surrogate.FULL` uses the picks (a test checks they agree). The picks at 2 min do
 not fit every amount (300 steps on 10 s of probes overfit), so ``--amount S`` runs the same sweep at
 S s of probes (``bench/adapt_tuning_{S}s.json``; from :data:`LONG_FROM_S` on, every method's grid
-also has a 1000-step setting), and the benchmark's ``per_amount`` uses those picks at its other
-amounts.
+also has a 1000-step setting and the from-scratch grid goes on to 6000 steps), and the benchmark's
+``per_amount`` uses those picks at its other amounts. ``--reuse JSON`` takes over the rows an
+earlier sweep of the same patients, data and checkpoint already has (checked against each
+patient's recomputed zero-shot row), so extending a grid costs only the new settings.
 
 :data:`REST` (``bfm-stim bench adapt-tuning --rest``) tunes the defaults of ``bfm-stim adapt``
 instead: that command adapts on a recording, typically stimulation-free, so the sweep gives each
@@ -33,9 +35,12 @@ stimulation-effect R² says how much a rest-only adaptation keeps of what pretra
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -90,12 +95,14 @@ REST = TuningConfig(amount_s=0.0, rest_s=120.0, grids=(
 ))
 
 # From 10 min of probes on, the sweep also tries 1000 steps for every method: at 300 steps the
-# from-scratch model was still improving there (the grid's cap bound its pick). It picks 1000 and
-# still gains from more: 0.48 at 300, 0.54 at 1000, 0.65 at 3000 steps (notes/scratch_long_600s.json;
-# pretrained 1.14); the benchmark keeps 1000 (a rerun with 3000 did not fit a session).
+# from-scratch model was still improving there (the grid's cap bound its pick). It kept gaining with
+# more steps (score 0.48 at 300, 0.54 at 1000, 0.65 at 3000), so its grid goes on to 6000 steps.
 LONG_FROM_S = 600.0
 LONG_SETTINGS = (("pretrained_finetune", ((1000, 1e-4),)), ("pretrained_embedding", ((1000, 3e-4),)),
-                 ("scratch", ((1000, 1e-3),)))
+                 ("scratch", ((1000, 1e-3), (3000, 3e-4), (3000, 1e-3), (6000, 1e-3))))
+
+# What two sweeps must share for one to reuse the other's rows (the grids and the pool size may differ).
+_REUSE_KEYS = ("amount_s", "rest_s", "cal_s", "n_test", "hidden_s", "batch_size", "max_channels", "n_cal_windows")
 
 _MODE = {"pretrained_finetune": "full", "pretrained_embedding": "embedding", "scratch": "full"}
 
@@ -134,10 +141,22 @@ def _tune_patient(job: dict[str, Any]) -> dict[str, Any]:
     e0 = infer_embedding(model, ep.series(0).data, ep.session.positions)
     zs, _ = _eval_bfm(model, e0, ep, cfg.fs, tc.n_cal_windows, _forecaster(cfg, ep.series(0)))
     rows: dict[str, dict[str, dict[str, float]]] = {"zero_shot": {"-": {k: zs[k] for k in REPORT_METRICS}}}
+    reuse = job.get("reuse") or {}
+    for path, old in reuse.get("zero_shot", {}).items():
+        # the zero-shot row is recomputed every run; equal figures mean the same checkpoint, patient and test
+        for k in REPORT_METRICS:
+            if not math.isclose(old[k], zs[k], rel_tol=1e-9, abs_tol=1e-12):
+                raise ValidationError("--reuse", path, "a sweep made with this checkpoint and code",
+                                      f"validation patient {job['seed']}: zero-shot {k} {old[k]!r} there, "
+                                      f"{zs[k]!r} here; rerun without --reuse")
     ser = ep.series(tc.amount_s)
     for method, grid in tc.grids:
         rows[method] = {}
         for steps, lr in grid:
+            key = setting_key(steps, lr)
+            if key in reuse.get("rows", {}).get(method, {}):
+                rows[method][key] = reuse["rows"][method][key]
+                continue
             t = time.perf_counter()
             scratch = method == "scratch"
             res = adapt(_scratch_model(cfg, i) if scratch else model, ser, mode=_MODE[method], steps=steps, lr=lr,
@@ -155,13 +174,55 @@ def _pick(per_setting: dict[str, dict[str, float]], grid: tuple[tuple[int, float
     return {"steps": int(best[0]), "lr": float(best[1]), "score": per_setting[setting_key(*best)]["score"]}
 
 
+def _load_reuse(paths: Sequence[str | Path], tc: TuningConfig) -> dict[int, dict[str, Any]]:
+    """Rows of earlier sweeps' JSON files that this sweep can take over, per validation seed.
+
+    A file qualifies when its data and every setting in ``_REUSE_KEYS`` equal this sweep's; only
+    settings in this sweep's grids are taken (a later file wins). Each taken row gains
+    ``reused_from`` (the file). Whether the checkpoint and code were the same is checked per patient
+    by :func:`_tune_patient` against the file's zero-shot row.
+    """
+    out: dict[int, dict[str, Any]] = {}
+    want = dataclasses.asdict(tc)
+    grids = {m: {setting_key(*s) for s in g} for m, g in tc.grids}
+    data = "rest only" if tc.amount_s == 0 else "rest + probes"
+    for path in paths:
+        try:
+            old = json.loads(Path(path).read_text())
+            cfg, parts = old["config"], old["per_patient"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValidationError("--reuse", str(path), "a JSON file written by `bfm-stim bench adapt-tuning`",
+                                  f"{type(e).__name__}: {e}") from None
+        diff = [k for k in _REUSE_KEYS if cfg.get(k) != want[k]]
+        if old.get("data") != data:
+            diff.insert(0, "data")
+        if diff:
+            k = diff[0]
+            raise ValidationError("--reuse", str(path), "a sweep with the same patients, data and evaluation",
+                                  f"{k} is {old.get('data') if k == 'data' else cfg.get(k)!r} there, "
+                                  f"{data if k == 'data' else want[k]!r} here")
+        for part in parts:
+            slot = out.setdefault(int(part["seed"]), {"zero_shot": {}, "rows": {}})
+            slot["zero_shot"][str(path)] = part["rows"]["zero_shot"]["-"]
+            for method, rows in part["rows"].items():
+                for key, row in rows.items():
+                    if key in grids.get(method, ()):
+                        slot["rows"].setdefault(method, {})[key] = {**row, "reused_from": row.get("reused_from", str(path))}
+    return out
+
+
 def run_adapt_tuning(quick: bool = False, checkpoint: str | None = None, *, config: TuningConfig | None = None,
-                     rest: bool = False, amount_s: float | None = None, progress: bool = True) -> dict[str, Any]:
+                     rest: bool = False, amount_s: float | None = None, progress: bool = True,
+                     reuse: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Run the sweep and return its JSON-able results (see the module docstring).
 
     ``rest``: the :data:`REST` sweep (``bfm-stim adapt``'s defaults; with ``quick``, :data:`QUICK`
     on rest only). ``amount_s``: the sweep at that many seconds of probe trials instead of
     :data:`FULL`'s 120 (the benchmark's other amounts; not with ``rest``). ``config`` overrides all.
+    ``reuse``: earlier sweeps' JSON files whose rows for the same patients and settings are taken
+    over instead of recomputed (see :func:`_load_reuse`; a grid extended by a few settings then
+    costs only those). Raises :class:`ValidationError` when a file was made with other data,
+    evaluation settings, checkpoint or code.
     """
     import simulators
 
@@ -191,8 +252,9 @@ def run_adapt_tuning(quick: bool = False, checkpoint: str | None = None, *, conf
     pre = set(simulators.cohort("pretrain", 4 * max(n_pre, 1)))
     assert not (set(seeds) & (reported | pre)) and all(simulators.cohort_of(s) == "eval" for s in seeds), \
         "validation patients overlap the reported or pretraining patients"
-    jobs = [dict(i=first + k, family=FAMILIES[(first + k) % len(FAMILIES)], seed=s, tc=tc, checkpoint=ck)
-            for k, s in enumerate(seeds)]
+    old = _load_reuse(reuse, tc)
+    jobs = [dict(i=first + k, family=FAMILIES[(first + k) % len(FAMILIES)], seed=s, tc=tc, checkpoint=ck,
+                 reuse=old.get(s)) for k, s in enumerate(seeds)]
     t0 = time.perf_counter()
     from loops._pool import map_jobs
 
@@ -207,7 +269,7 @@ def run_adapt_tuning(quick: bool = False, checkpoint: str | None = None, *, conf
     picks = {m: _pick(medians[m], grid) for m, grid in tc.grids}
     log.info("adaptation picks: %s", picks)
     return {"config": dataclasses.asdict(tc), "data": "rest only" if tc.amount_s == 0 else "rest + probes",
-            "checkpoint": ck, "score": " + ".join(SCORE_METRICS),
+            "checkpoint": ck, "score": " + ".join(SCORE_METRICS), "reused": [str(p) for p in reuse],
             "validation_patients": [{"i": p["i"], "family": p["family"], "seed": p["seed"]} for p in parts],
             "per_patient": parts, "medians": medians, "picks": picks,
             "timing_s": {"total": time.perf_counter() - t0}}

@@ -157,7 +157,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                    else f"bench/adapt_tuning_{args.amount:g}s")
         default += "-quick.json" if args.quick else ".json"  # a smoke run never overwrites the committed sweep
         _write_json(args.json or default, run_adapt_tuning(quick=args.quick, rest=args.rest, amount_s=args.amount,
-                                                           progress=not args.quiet))
+                                                           progress=not args.quiet, reuse=args.reuse or ()))
         return 0
     if args.what == "ablation":
         from loops.bench_ablation import run_ablation
@@ -286,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="adapt-tuning: seconds of probe trials to tune at (default 120)")
     s.add_argument("--rest", action="store_true",
                    help="adapt-tuning: tune `bfm-stim adapt`'s defaults on 2 min of rest (no probes)")
+    s.add_argument("--reuse", action="append", default=None, metavar="JSON",
+                   help="adapt-tuning: take over the rows of this earlier sweep (same patients, data and "
+                        "checkpoint; checked) instead of recomputing them; repeatable")
     s.add_argument("--runs-dir", default=None,
                    help="ablation: where the variants' pretraining runs go, reused when their config matches "
                         "(default runs/ablation, runs/ablation-quick with --quick)")

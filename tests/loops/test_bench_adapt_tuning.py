@@ -91,7 +91,8 @@ def test_amount_must_be_probe_seconds():
 
 
 @pytest.mark.parametrize("args, field", [(["--amount", "0"], "--amount"), (["--amount", "nan"], "--amount"),
-                                         (["--rest", "--amount", "30"], "--amount")])
+                                         (["--rest", "--amount", "30"], "--amount"),
+                                         (["--reuse", "no/such/sweep.json"], "--reuse")])
 def test_cli_rejects_bad_amounts_naming_the_flag(args, field, capsys):
     from loops.cli import main
 
@@ -109,3 +110,42 @@ def test_adapt_command_uses_the_rest_sweep_picks():
         assert (cmd.DEFAULT_STEPS[mode], cmd.DEFAULT_LR[mode]) == (res["picks"][method]["steps"], res["picks"][method]["lr"])
     assert (cmd.DEFAULT_BATCH, cmd.DEFAULT_MAX_CHANNELS) == (REST.batch_size, REST.max_channels)
     assert res["config"] == json.loads(json.dumps(dataclasses.asdict(REST)))  # the sweep that is committed is REST
+
+
+@pytest.mark.timeout(400)
+def test_reuse_takes_over_matching_rows_and_refuses_other_checkpoints(tmp_path):
+    """An extended grid reruns only its new settings; rows from another checkpoint or code are refused."""
+    one = dataclasses.replace(QUICK, grids=(("scratch", ((1, 1e-3),)),))
+    first = run_adapt_tuning(config=one, progress=False)
+    path = tmp_path / "first.json"
+    path.write_text(json.dumps(first))
+    two = dataclasses.replace(QUICK, grids=(("scratch", ((1, 1e-3), (2, 1e-3))),))
+    res = run_adapt_tuning(config=two, progress=False, reuse=[path])
+    assert res["reused"] == [str(path)]
+    old, new = first["per_patient"][0]["rows"], res["per_patient"][0]["rows"]
+    assert new["zero_shot"] == old["zero_shot"]
+    assert new["scratch"]["1@0.001"] == {**old["scratch"]["1@0.001"], "reused_from": str(path)}
+    assert "reused_from" not in new["scratch"]["2@0.001"] and new["scratch"]["2@0.001"]["seconds"] > 0
+    assert set(res["medians"]["scratch"]) == {"1@0.001", "2@0.001"}
+
+    first["per_patient"][0]["rows"]["zero_shot"]["-"]["forecast_r2_40ms"] += 0.01  # as if another checkpoint
+    path.write_text(json.dumps(first))
+    with pytest.raises(ValidationError, match=r"--reuse.*zero-shot forecast_r2_40ms"):
+        run_adapt_tuning(config=two, progress=False, reuse=[path])
+
+
+@pytest.mark.parametrize("change, field", [({"config": {"n_test": 99}}, "n_test"), ({"data": "rest only"}, "data"),
+                                           (None, "JSONDecodeError")])
+def test_reuse_refuses_other_sweeps_before_any_work(tmp_path, change, field):
+    from loops.bench_adapt_tuning import _load_reuse
+
+    path = tmp_path / "old.json"
+    if change is None:
+        path.write_text("{not json")
+    else:
+        old = {"config": dataclasses.asdict(QUICK), "data": "rest + probes", "per_patient": []}
+        old["config"].update(change.get("config", {}))
+        old["data"] = change.get("data", old["data"])
+        path.write_text(json.dumps(old))
+    with pytest.raises(ValidationError, match=rf"--reuse=.*{field}"):
+        _load_reuse([path], QUICK)
