@@ -11,7 +11,10 @@ with ``amount_s`` of probes, so the test stimuli drawn after them differ):
 - ``full``: the config as it is;
 - ``no_masked``: ``loss.masked = false``;
 - ``no_contrastive``: ``loss.contrastive = false``;
-- ``no_spectral``: ``loss.spectral_weight = 0`` (forecast MSE alone).
+- ``no_spectral``: ``loss.spectral_weight = 0`` (forecast MSE alone);
+- ``full_seed1``: the config as it is with ``train.seed = 1`` (another initialisation, batch order
+  and masks on the same corpus): its paired change against ``full`` is the run-to-run training
+  noise, the yardstick for the other variants' changes.
 
 The forecast itself is not ablated: without it nothing trains the rollout, the stimulus-locked
 head or the read-out that every metric reads. Each variant is scored zero-shot (30 s of rest) and
@@ -21,8 +24,9 @@ it, on the surrogate benchmark's RÂ² at 40 ms / 160 ms and stimulation-effect RÂ
 The variants train for ``steps`` (default 1500: four runs must fit in about 40 min on 2 cores),
 fewer than the shipped checkpoint's 5717 GPU steps, so the figures compare objectives at an equal,
 short budget; the shipped model's own figures are those of ``bench surrogate``. Each variant is one
-training run (seed 0): the paired changes separate patient-to-patient noise, not run-to-run
-training noise. Runs are kept under ``runs_dir`` and reused when their recorded config and step
+training run (seed 0; ``full_seed1`` seed 1): the paired changes separate patient-to-patient noise,
+and ``full_seed1`` shows how far one retraining moves them. ``variants`` (``--variants``) runs a
+subset, the reference first. Runs are kept under ``runs_dir`` and reused when their recorded config and step
 count match (the corpus is built once for all); a change to the training code is not detected,
 so delete ``runs_dir`` after one.
 """
@@ -42,18 +46,20 @@ import torch
 from bfm_stim._logging import get_logger
 from bfm_stim.exceptions import ValidationError
 
-__all__ = ["AblationConfig", "FULL", "QUICK", "VARIANTS", "run_ablation", "summarize", "variant_config"]
+__all__ = ["AblationConfig", "FULL", "QUICK", "VARIANTS", "run_ablation", "select_variants", "summarize",
+           "variant_config"]
 
 log = get_logger("bench.ablation")
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("forecast_r2_40ms", "forecast_r2_160ms", "stim_effect_r2")
 
-# (name, loss overrides)
+# (name, overrides): a bare key is a loss field, ``train.FIELD`` a training setting
 VARIANTS: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = (
     ("full", ()),
     ("no_masked", (("masked", False),)),
     ("no_contrastive", (("contrastive", False),)),
     ("no_spectral", (("spectral_weight", 0.0),)),
+    ("full_seed1", (("train.seed", 1),)),
 )
 
 
@@ -107,13 +113,35 @@ QUICK = AblationConfig(config="configs/pretrain-tiny.toml", steps=3, n_patients=
 
 
 def variant_config(base: Any, overrides: tuple[tuple[str, Any], ...], corpus_dir: Path) -> Any:
-    """``base`` (a :class:`loops.pretrain.PretrainConfig`) with loss ``overrides`` and a shared corpus folder."""
-    known = {f.name for f in dataclasses.fields(base.loss)}
-    for k, _ in overrides:
-        if k not in known:
-            raise ValidationError("variant loss override", k, f"one of {sorted(known)}")
-    return dataclasses.replace(base, loss=dataclasses.replace(base.loss, **dict(overrides)),
+    """``base`` (a :class:`loops.pretrain.PretrainConfig`) with ``overrides`` and a shared corpus folder.
+
+    A bare override key names a loss field, ``train.FIELD`` a training setting (e.g. ``train.seed``).
+    """
+    loss_known = {f.name for f in dataclasses.fields(base.loss)}
+    train_known = {f"train.{f.name}" for f in dataclasses.fields(base.train)}
+    loss, train = {}, {}
+    for k, v in overrides:
+        if k in loss_known:
+            loss[k] = v
+        elif k in train_known:
+            train[k.split(".", 1)[1]] = v
+        else:
+            raise ValidationError("variant override", k, f"a loss field {sorted(loss_known)} or train.FIELD")
+    return dataclasses.replace(base, loss=dataclasses.replace(base.loss, **loss),
+                               train=dataclasses.replace(base.train, **train),
                                corpus=dataclasses.replace(base.corpus, dir=str(corpus_dir.resolve())))
+
+
+def select_variants(names: str | list[str]) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
+    """The :data:`VARIANTS` named (comma-separated or a list), the reference ``full`` first."""
+    want = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
+    known = dict(VARIANTS)
+    bad = [n for n in want if n not in known]
+    if bad or not want:
+        raise ValidationError("--variants", ",".join(want), f"names from {', '.join(known)}")
+    if want[0] != VARIANTS[0][0]:
+        raise ValidationError("--variants", ",".join(want), f"the reference {VARIANTS[0][0]!r} first")
+    return tuple((n, known[n]) for n in dict.fromkeys(want))
 
 
 def _train(name: str, cfg: Any, run: Path, steps: int, progress: bool) -> dict[str, Any]:
@@ -170,14 +198,19 @@ def _iqr(v: list[float]) -> dict[str, float]:
 
 
 def run_ablation(quick: bool = False, *, config: AblationConfig | None = None, runs_dir: str | Path = "runs/ablation",
-                 progress: bool = True) -> dict[str, Any]:
-    """Pretrain every variant (or reuse its run), evaluate all on the eval patients; JSON-able results."""
+                 progress: bool = True, variants: str | list[str] | None = None) -> dict[str, Any]:
+    """Pretrain every variant (or reuse its run), evaluate all on the eval patients; JSON-able results.
+
+    ``variants``: only these (see :func:`select_variants`) instead of the config's.
+    """
     import simulators
 
     from loops.bench_surrogate import FAMILIES
     from loops.pretrain import load_config
 
     ac = config or (QUICK if quick else FULL)
+    if variants is not None:
+        ac = dataclasses.replace(ac, variants=select_variants(variants))
     base_path = Path(ac.config) if Path(ac.config).is_absolute() else REPO / ac.config
     base = load_config(base_path)
     root = Path(runs_dir)

@@ -164,7 +164,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         default = "bench/ablation-quick.json" if args.quick else "bench/ablation.json"
         runs = args.runs_dir or ("runs/ablation-quick" if args.quick else "runs/ablation")  # never over the full runs
-        _write_json(args.json or default, run_ablation(quick=args.quick, runs_dir=runs, progress=not args.quiet))
+        _write_json(args.json or default, run_ablation(quick=args.quick, runs_dir=runs, progress=not args.quiet,
+                                                       variants=args.variants))
         return 0
     if args.what == "surrogate":
         from loops.bench_surrogate import main as surrogate_bench
@@ -289,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reuse", action="append", default=None, metavar="JSON",
                    help="adapt-tuning: take over the rows of this earlier sweep (same patients, data and "
                         "checkpoint; checked) instead of recomputing them; repeatable")
+    s.add_argument("--variants", default=None,
+                   help="ablation: comma-separated variants to run, 'full' first (default: all; "
+                        "full,no_masked,no_contrastive,no_spectral,full_seed1)")
     s.add_argument("--runs-dir", default=None,
                    help="ablation: where the variants' pretraining runs go, reused when their config matches "
                         "(default runs/ablation, runs/ablation-quick with --quick)")

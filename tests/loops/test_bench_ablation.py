@@ -25,18 +25,32 @@ def test_variants_switch_one_objective_each_and_share_the_corpus(tmp_path):
     assert not cfgs["no_masked"].loss.masked and not cfgs["no_contrastive"].loss.contrastive
     assert cfgs["no_spectral"].loss.spectral_weight == 0.0
     for name, c in cfgs.items():
-        assert c.model == base.model and c.train == base.train, name
+        assert c.model == base.model and c.corpus == cfgs["full"].corpus, name
         assert c.corpus.dir == str((tmp_path / "corpus").resolve())
         changed = {k for k, v in c.loss.to_dict().items() if v != base.loss.to_dict()[k]}
-        assert len(changed) == (0 if name == "full" else 1), (name, changed)
+        assert len(changed) == (0 if name.startswith("full") else 1), (name, changed)
+        assert c.train == (dataclasses.replace(base.train, seed=1) if name == "full_seed1" else base.train), name
+    assert base.train.seed != 1  # the replicate is another training run
     with pytest.raises(ValidationError, match="maskd"):
         variant_config(base, (("maskd", False),), tmp_path)
+    with pytest.raises(ValidationError, match="train.sed"):
+        variant_config(base, (("train.sed", 1),), tmp_path)
     with pytest.raises(ValidationError, match="variants"):
         AblationConfig(variants=(("a", ()), ("a", ())))
     with pytest.raises(ValidationError, match="ablation.workers"):
         AblationConfig(workers=0)
     with pytest.raises(ValidationError, match="amount_s"):
         AblationConfig(amount_s=float("nan"))
+
+
+def test_select_variants_keeps_the_reference_first():
+    from loops.bench_ablation import select_variants
+
+    assert [n for n, _ in select_variants("full, full_seed1")] == ["full", "full_seed1"]
+    assert select_variants(["full", "no_masked", "full"]) == VARIANTS[:2]
+    for bad, what in (("full,no_maskd", "no_maskd"), ("no_masked,full", "reference"), ("", "names")):
+        with pytest.raises(ValidationError, match=what):
+            select_variants(bad)
 
 
 def test_quick_ablation_trains_each_variant_then_reuses_it(tmp_path):
@@ -70,5 +84,10 @@ def test_cli_writes_the_ablation_json(tmp_path):
     from loops.cli import main
 
     out = tmp_path / "a.json"
-    assert main(["-q", "bench", "ablation", "--quick", "--json", str(out), "--runs-dir", str(tmp_path / "runs")]) == 0
-    assert json.loads(out.read_text())["reference"] == "full"
+    assert main(["-q", "bench", "ablation", "--quick", "--json", str(out), "--runs-dir", str(tmp_path / "runs"),
+                 "--variants", "full,full_seed1"]) == 0
+    res = json.loads(out.read_text())
+    assert res["reference"] == "full" and list(res["paired_change_vs_reference"]) == ["full_seed1"]
+    _, info = load_checkpoint(tmp_path / "runs" / "full_seed1" / "model.pt")
+    assert info["extra"]["pretrain_config"]["train"]["seed"] == 1
+    assert main(["-q", "bench", "ablation", "--quick", "--variants", "no_masked"]) == 2  # the reference must come first
