@@ -175,25 +175,46 @@ def _lr(step: int, t: TrainConfig, time_frac: float = 0.0) -> float:
 
 
 def _prefetch(it: Any, depth: int = 6) -> Any:
-    """Draw batches in a background thread (numpy releases the GIL), so sampling overlaps the step."""
+    """Draw batches in a background thread (numpy releases the GIL), so sampling overlaps the step.
+
+    Closing the generator (``.close()``, or its collection) stops and joins the thread: a daemon
+    thread still drawing batches in numpy/torch code when the interpreter exits can be killed
+    mid-call, which aborts the process ("terminate called without an active exception").
+    """
     import queue
     import threading
 
     q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def work() -> None:
         try:
             for b in it:
-                q.put(b)
+                if not put(b):
+                    return
         except BaseException as err:  # noqa: BLE001 - re-raised in the consumer
-            q.put(err)
+            put(err)
 
-    threading.Thread(target=work, daemon=True).start()
-    while True:
-        b = q.get()
-        if isinstance(b, BaseException):
-            raise b
-        yield b
+    th = threading.Thread(target=work, name="pretrain-prefetch", daemon=True)
+    th.start()
+    try:
+        while True:
+            b = q.get()
+            if isinstance(b, BaseException):
+                raise b
+            yield b
+    finally:
+        stop.set()
+        th.join(timeout=60.0)
 
 
 def _dist_setup() -> tuple[int, int, torch.device]:
@@ -311,33 +332,36 @@ def main(config_path: str | Path | PretrainConfig, out_dir: str | Path, *, resum
     model.train()
     budget = None if minutes is None else 60.0 * float(minutes)
     done = start
-    for step in range(start, t.steps):
-        elapsed = time.perf_counter() - t0
-        if budget is not None and elapsed >= budget:
-            break
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, t, 0.0 if budget is None else elapsed / budget)
-        batch = next(stream).to(dev)
-        out_l = net(batch, gen)
-        opt.zero_grad(set_to_none=True)
-        out_l["total"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-        opt.step()
-        n_win += t.batch_size * world
-        losses = {k: float(v.detach()) for k, v in out_l.items()}
-        rate = n_win / max(time.perf_counter() - t0, 1e-9)
-        bar.set_postfix(loss=f"{losses['total']:.3f}", win_s=f"{rate:.0f}")
-        bar.update(1)
-        if not math.isfinite(losses["total"]):
-            raise ConfigError(f"training diverged at step {step}: losses {losses}; lower train.lr")
-        done = step + 1
-        if rank == 0 and done % t.checkpoint_every == 0:  # a log line per checkpoint (tqdm may be off)
-            eta = (budget - (time.perf_counter() - t0)) if budget is not None else (t.steps - done) * (
-                (time.perf_counter() - t0) / max(done - start, 1))
-            log.info("step %d: %s | %.0f windows/s | ETA %.0f s", done,
-                     " ".join(f"{k} {v:.3f}" for k, v in losses.items()), rate, max(eta, 0.0))
-        if rank == 0 and ((step + 1) % t.checkpoint_every == 0 or step + 1 == t.steps):
-            save_checkpoint(ckpt_path, model, optimizer=opt, step=step + 1, extra=extra)
+    try:
+        for step in range(start, t.steps):
+            elapsed = time.perf_counter() - t0
+            if budget is not None and elapsed >= budget:
+                break
+            for g in opt.param_groups:
+                g["lr"] = _lr(step, t, 0.0 if budget is None else elapsed / budget)
+            batch = next(stream).to(dev)
+            out_l = net(batch, gen)
+            opt.zero_grad(set_to_none=True)
+            out_l["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            opt.step()
+            n_win += t.batch_size * world
+            losses = {k: float(v.detach()) for k, v in out_l.items()}
+            rate = n_win / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix(loss=f"{losses['total']:.3f}", win_s=f"{rate:.0f}")
+            bar.update(1)
+            if not math.isfinite(losses["total"]):
+                raise ConfigError(f"training diverged at step {step}: losses {losses}; lower train.lr")
+            done = step + 1
+            if rank == 0 and done % t.checkpoint_every == 0:  # a log line per checkpoint (tqdm may be off)
+                eta = (budget - (time.perf_counter() - t0)) if budget is not None else (t.steps - done) * (
+                    (time.perf_counter() - t0) / max(done - start, 1))
+                log.info("step %d: %s | %.0f windows/s | ETA %.0f s", done,
+                         " ".join(f"{k} {v:.3f}" for k, v in losses.items()), rate, max(eta, 0.0))
+            if rank == 0 and ((step + 1) % t.checkpoint_every == 0 or step + 1 == t.steps):
+                save_checkpoint(ckpt_path, model, optimizer=opt, step=step + 1, extra=extra)
+    finally:
+        stream.close()  # stop and join the batch thread before anything else ends
     bar.close()
     if rank == 0 and done % t.checkpoint_every and done != t.steps:
         save_checkpoint(ckpt_path, model, optimizer=opt, step=done, extra=extra)
@@ -381,9 +405,4 @@ if __name__ == "__main__":  # torchrun entry: python -m loops.pretrain CONFIG OU
         print(json.dumps(res, indent=1))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import torch.distributed as dist
-        # every rank tears down together, after rank 0's output (the one asymmetric step at exit). A
-        # 2-rank test run once saw rank 1 abort ("terminate called without an active exception") at
-        # an unknown point near its end; not reproduced in 8 reruns, so this is a guard, not a known fix
-
-        dist.barrier()
         dist.destroy_process_group()

@@ -109,3 +109,28 @@ def test_ddp_two_processes_hold_identical_weights(tmp_path):
     # and training moved the weights away from their initialisation
     _, info = load_checkpoint(tmp_path / "ddp" / "model.pt")
     assert info["step"] == 3
+
+
+def test_prefetch_thread_stops_when_the_stream_closes():
+    """The batch thread is joined on close, not left drawing batches until the interpreter kills it."""
+    import itertools
+    import threading
+
+    from loops.pretrain import _prefetch
+
+    before = set(threading.enumerate())
+    stream = _prefetch(itertools.count(), depth=2)
+    assert [next(stream) for _ in range(5)] == [0, 1, 2, 3, 4]
+    (worker,) = set(threading.enumerate()) - before
+    assert worker.is_alive()
+    stream.close()
+    assert not worker.is_alive()
+
+    def broken():
+        yield 1
+        raise OSError("shard unreadable")
+
+    stream = _prefetch(broken())
+    assert next(stream) == 1
+    with pytest.raises(OSError, match="shard unreadable"):
+        next(stream)
