@@ -44,10 +44,14 @@ class ValidationError(BfmStimError, ValueError):
         self.field = field
         self.value = value
         self.allowed = allowed
+        self.hint = hint
         msg = f"{field}={value!r} is not allowed; expected {allowed}"
         if hint:
             msg += f" ({hint})"
         super().__init__(msg)
+
+    def __reduce__(self) -> tuple:  # rebuilt from its fields in a parent process (pools pickle errors)
+        return type(self), (self.field, self.value, self.allowed, self.hint)
 
 
 class SafetyLimitError(BfmStimError, ValueError):
@@ -65,6 +69,7 @@ class SafetyLimitError(BfmStimError, ValueError):
         self.value = float(value)
         self.allowed = float(allowed)
         self.unit = unit
+        self.detail = detail
         over = self.value - self.allowed
         pct = 100.0 * over / abs(self.allowed) if self.allowed else float("inf")
         msg = (
@@ -74,6 +79,9 @@ class SafetyLimitError(BfmStimError, ValueError):
         if detail:
             msg += f"; {detail}"
         super().__init__(msg)
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.limit, self.value, self.allowed, self.unit, self.detail)
 
 
 class RecordingError(BfmStimError):
@@ -99,6 +107,9 @@ class CommandRejected(BfmStimError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"command rejected ({reason}): {detail}" if detail else f"command rejected ({reason})")
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.reason, self.detail)
 
 
 class ModelError(BfmStimError):

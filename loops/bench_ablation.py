@@ -3,7 +3,7 @@
 The pretraining loss (:mod:`bfm_stim.model.losses`) combines a multi-step forecast (MSE plus a
 spectral term), masked modelling (time and whole-channel masks) and cross-patient contrastive
 alignment. This benchmark pretrains the same model once per variant of the loss, each with one
-objective switched off and everything else equal (corpus, seed, steps, schedule), then measures
+objective switched off and everything else equal (corpus, training seed, steps, schedule), then measures
 every variant on the surrogate benchmark's 20 evaluation patients (never pretrained on; the
 patients of ``bench surrogate``, with this benchmark's own test trials: its patients are simulated
 with ``amount_s`` of probes, so the test stimuli drawn after them differ):
@@ -21,7 +21,7 @@ head or the read-out that every metric reads. Each variant is scored zero-shot (
 after embedding/read-in adaptation on 2 min of probes with the surrogate benchmark's setting for
 it, on the surrogate benchmark's R² at 40 ms / 160 ms and stimulation-effect R².
 
-The variants train for ``steps`` (default 1500: four runs must fit in about 40 min on 2 cores),
+The variants train for ``steps`` (default 1500: five runs fit in about 50 min on 2 cores),
 fewer than the shipped checkpoint's 5717 GPU steps, so the figures compare objectives at an equal,
 short budget; the shipped model's own figures are those of ``bench surrogate``. Each variant is one
 training run (seed 0; ``full_seed1`` seed 1): the paired changes separate patient-to-patient noise,

@@ -11,7 +11,7 @@ all three the same way:
   rotation;
 - with 2 min of probe data (the issue's target amount), batch and channel subset as the benchmark;
 - over a grid of (steps, learning rate) per method with the same step budget for every method
-  (at most 300 steps);
+  (at most 300 steps at 2 min; see ``--amount`` below for the longer grids at 10 min);
 - scored by the median over patients of R² at 160 ms plus stimulation-effect R² (the two targets
   adaptation can move; 40 ms is near its ceiling zero-shot), ties to the cheaper setting.
 
@@ -22,7 +22,9 @@ S s of probes (``bench/adapt_tuning_{S}s.json``; from :data:`LONG_FROM_S` on, ev
 also has a 1000-step setting and the from-scratch grid goes on to 6000 steps), and the benchmark's
 ``per_amount`` uses those picks at its other amounts. ``--reuse JSON`` takes over the rows an
 earlier sweep of the same patients, data and checkpoint already has (checked against each
-patient's recomputed zero-shot row), so extending a grid costs only the new settings.
+patient's recomputed zero-shot row, which fixes the checkpoint, the patient and the evaluation but
+not the adaptation code: do not reuse across a change to it), so extending a grid costs only the
+new settings.
 
 :data:`REST` (``bfm-stim bench adapt-tuning --rest``) tunes the defaults of ``bfm-stim adapt``
 instead: that command adapts on a recording, typically stimulation-free, so the sweep gives each
@@ -142,6 +144,10 @@ def _tune_patient(job: dict[str, Any]) -> dict[str, Any]:
     zs, _ = _eval_bfm(model, e0, ep, cfg.fs, tc.n_cal_windows, _forecaster(cfg, ep.series(0)))
     rows: dict[str, dict[str, dict[str, float]]] = {"zero_shot": {"-": {k: zs[k] for k in REPORT_METRICS}}}
     reuse = job.get("reuse") or {}
+    for path, (i_old, fam_old) in reuse.get("where", {}).items():
+        if (i_old, fam_old) != (i, job["family"]):
+            raise ValidationError("--reuse", path, "the same validation patients",
+                                  f"seed {job['seed']} is patient {i_old} ({fam_old}) there, {i} ({job['family']}) here")
     for path, old in reuse.get("zero_shot", {}).items():
         # the zero-shot row is recomputed every run; equal figures mean the same checkpoint, patient and test
         for k in REPORT_METRICS:
@@ -179,8 +185,9 @@ def _load_reuse(paths: Sequence[str | Path], tc: TuningConfig) -> dict[int, dict
 
     A file qualifies when its data and every setting in ``_REUSE_KEYS`` equal this sweep's; only
     settings in this sweep's grids are taken (a later file wins). Each taken row gains
-    ``reused_from`` (the file). Whether the checkpoint and code were the same is checked per patient
-    by :func:`_tune_patient` against the file's zero-shot row.
+    ``reused_from`` (the file). :func:`_tune_patient` checks per patient that the file's zero-shot row
+    equals the recomputed one (same checkpoint, patient data and evaluation; the adaptation code
+    itself is not fingerprinted).
     """
     out: dict[int, dict[str, Any]] = {}
     want = dataclasses.asdict(tc)
@@ -201,13 +208,20 @@ def _load_reuse(paths: Sequence[str | Path], tc: TuningConfig) -> dict[int, dict
             raise ValidationError("--reuse", str(path), "a sweep with the same patients, data and evaluation",
                                   f"{k} is {old.get('data') if k == 'data' else cfg.get(k)!r} there, "
                                   f"{data if k == 'data' else want[k]!r} here")
-        for part in parts:
-            slot = out.setdefault(int(part["seed"]), {"zero_shot": {}, "rows": {}})
-            slot["zero_shot"][str(path)] = part["rows"]["zero_shot"]["-"]
-            for method, rows in part["rows"].items():
-                for key, row in rows.items():
-                    if key in grids.get(method, ()):
-                        slot["rows"].setdefault(method, {})[key] = {**row, "reused_from": row.get("reused_from", str(path))}
+        try:
+            for part in parts:
+                slot = out.setdefault(int(part["seed"]), {"zero_shot": {}, "rows": {}, "where": {}})
+                slot["where"][str(path)] = (int(part["i"]), str(part["family"]))
+                slot["zero_shot"][str(path)] = {k: float(part["rows"]["zero_shot"]["-"][k]) for k in REPORT_METRICS}
+                for method, rows in part["rows"].items():
+                    for key, row in rows.items():
+                        if key in grids.get(method, ()):
+                            vals = {k: float(row[k]) for k in REPORT_METRICS}
+                            slot["rows"].setdefault(method, {})[key] = {
+                                **row, **vals, "reused_from": row.get("reused_from", str(path))}
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValidationError("--reuse", str(path), "per-patient rows with every reported metric",
+                                  f"{type(e).__name__}: {e}") from None
     return out
 
 

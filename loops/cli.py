@@ -162,6 +162,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "ablation":
         from loops.bench_ablation import run_ablation
 
+        if args.variants is not None and args.json is None:  # a subset must not replace the whole ablation's file
+            raise ValidationError("--json", None, "a path when --variants runs a subset (e.g. bench/ablation_seed.json)")
         default = "bench/ablation-quick.json" if args.quick else "bench/ablation.json"
         runs = args.runs_dir or ("runs/ablation-quick" if args.quick else "runs/ablation")  # never over the full runs
         _write_json(args.json or default, run_ablation(quick=args.quick, runs_dir=runs, progress=not args.quiet,

@@ -88,6 +88,11 @@ def test_cli_writes_the_ablation_json(tmp_path):
                  "--variants", "full,full_seed1"]) == 0
     res = json.loads(out.read_text())
     assert res["reference"] == "full" and list(res["paired_change_vs_reference"]) == ["full_seed1"]
-    _, info = load_checkpoint(tmp_path / "runs" / "full_seed1" / "model.pt")
+    (m0, _), (m1, info) = (load_checkpoint(tmp_path / "runs" / n / "model.pt") for n in ("full", "full_seed1"))
     assert info["extra"]["pretrain_config"]["train"]["seed"] == 1
-    assert main(["-q", "bench", "ablation", "--quick", "--variants", "no_masked"]) == 2  # the reference must come first
+    from loops.pretrain import weights_digest
+
+    assert weights_digest(m0) != weights_digest(m1)  # another training run, not a copy
+    # the reference must come first; a subset needs its own --json (never over the whole ablation's file)
+    assert main(["-q", "bench", "ablation", "--quick", "--variants", "no_masked", "--json", str(out)]) == 2
+    assert main(["-q", "bench", "ablation", "--quick", "--variants", "full"]) == 2

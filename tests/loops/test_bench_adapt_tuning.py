@@ -132,9 +132,16 @@ def test_reuse_takes_over_matching_rows_and_refuses_other_checkpoints(tmp_path):
     path.write_text(json.dumps(first))
     with pytest.raises(ValidationError, match=r"--reuse.*zero-shot forecast_r2_40ms"):
         run_adapt_tuning(config=two, progress=False, reuse=[path])
+    first["per_patient"][0]["i"] += 1  # the same seed as another patient index: not the same sweep
+    path.write_text(json.dumps(first))
+    with pytest.raises(ValidationError, match=r"--reuse.*same validation patients"):
+        run_adapt_tuning(config=two, progress=False, reuse=[path])
 
 
-@pytest.mark.parametrize("change, field", [({"config": {"n_test": 99}}, "n_test"), ({"data": "rest only"}, "data"),
+@pytest.mark.parametrize("change, field", [({"config": {"n_test": 99}}, "n_test is 99 there, 4 here"),
+                                           ({"data": "rest only"}, "data is 'rest only' there"),
+                                           ({"per_patient": [{"seed": 1, "i": 0, "family": "x", "rows": {}}]},
+                                            "KeyError: 'zero_shot'"),
                                            (None, "JSONDecodeError")])
 def test_reuse_refuses_other_sweeps_before_any_work(tmp_path, change, field):
     from loops.bench_adapt_tuning import _load_reuse
@@ -146,6 +153,7 @@ def test_reuse_refuses_other_sweeps_before_any_work(tmp_path, change, field):
         old = {"config": dataclasses.asdict(QUICK), "data": "rest + probes", "per_patient": []}
         old["config"].update(change.get("config", {}))
         old["data"] = change.get("data", old["data"])
+        old["per_patient"] = change.get("per_patient", [])
         path.write_text(json.dumps(old))
     with pytest.raises(ValidationError, match=rf"--reuse=.*{field}"):
         _load_reuse([path], QUICK)
