@@ -103,8 +103,9 @@ LONG_FROM_S = 600.0
 LONG_SETTINGS = (("pretrained_finetune", ((1000, 1e-4),)), ("pretrained_embedding", ((1000, 3e-4),)),
                  ("scratch", ((1000, 1e-3), (3000, 3e-4), (3000, 1e-3), (6000, 1e-3))))
 
-# What two sweeps must share for one to reuse the other's rows (the grids and the pool size may differ).
-_REUSE_KEYS = ("amount_s", "rest_s", "cal_s", "n_test", "hidden_s", "batch_size", "max_channels", "n_cal_windows")
+# What two sweeps may differ in and still share rows: the grids, the number of validation patients
+# (rows are matched per patient) and the pool size. Every other TuningConfig field must be equal.
+_REUSE_FREE = ("grids", "n_val", "workers")
 
 _MODE = {"pretrained_finetune": "full", "pretrained_embedding": "embedding", "scratch": "full"}
 
@@ -183,7 +184,7 @@ def _pick(per_setting: dict[str, dict[str, float]], grid: tuple[tuple[int, float
 def _load_reuse(paths: Sequence[str | Path], tc: TuningConfig) -> dict[int, dict[str, Any]]:
     """Rows of earlier sweeps' JSON files that this sweep can take over, per validation seed.
 
-    A file qualifies when its data and every setting in ``_REUSE_KEYS`` equal this sweep's; only
+    A file qualifies when its data and every config field but ``_REUSE_FREE`` equal this sweep's; only
     settings in this sweep's grids are taken (a later file wins). Each taken row gains
     ``reused_from`` (the file). :func:`_tune_patient` checks per patient that the file's zero-shot row
     equals the recomputed one (same checkpoint, patient data and evaluation; the adaptation code
@@ -200,7 +201,7 @@ def _load_reuse(paths: Sequence[str | Path], tc: TuningConfig) -> dict[int, dict
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ValidationError("--reuse", str(path), "a JSON file written by `bfm-stim bench adapt-tuning`",
                                   f"{type(e).__name__}: {e}") from None
-        diff = [k for k in _REUSE_KEYS if cfg.get(k) != want[k]]
+        diff = [k for k in want if k not in _REUSE_FREE and cfg.get(k) != want[k]]
         if old.get("data") != data:
             diff.insert(0, "data")
         if diff:

@@ -5,6 +5,10 @@
 At 10 min the sweep (bench/adapt_tuning_600s.json) picked its largest scratch setting, 1000 steps
 at 1e-3 (score 0.543; 0.480 at 300 steps), so the baseline might gain from more: this runs the same
 patients, data and score with 3000 steps at 1e-3 and 3e-4 (the pretrained picks there score 1.14).
+
+Superseded: the 10-min sweep's own grid now has these settings and 6000 steps
+(loops.bench_adapt_tuning.LONG_SETTINGS); bench/adapt_tuning_600s.json took this file's rows over
+with --reuse, and the benchmark uses the pick, 3000 steps at 1e-3.
 """
 import dataclasses, json, sys
 
