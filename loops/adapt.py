@@ -42,13 +42,14 @@ from bfm_stim.space import Stimulus, features_of
 from bfm_stim.surrogate import Surrogate, default_checkpoint
 from loops.pretrain_corpus import FEATURES_OFF, resample_to
 
-__all__ = ["main", "series_from_recording", "calibration_windows", "calibrate_surrogate", "DEFAULT_STEPS", "DEFAULT_LR",
+__all__ = ["main", "series_from_recording", "calibration_windows", "calibrate_surrogate", "DEFAULT_STEPS", "DEFAULT_LR", "DEFAULT_ANCHOR",
            "DEFAULT_BATCH", "DEFAULT_MAX_CHANNELS"]
 
 log = get_logger("adapt")
 NEURAL_TYPES = ("eeg", "seeg", "ecog", "dbs")
 DEFAULT_STEPS = {"zero_shot": 0, "embedding": 150, "full": 100}
 DEFAULT_LR = {"zero_shot": 0.0, "embedding": 1e-3, "full": 1e-4}
+DEFAULT_ANCHOR = {"zero_shot": 0.0, "embedding": 0.0, "full": 0.0}  # pull towards the pretrained weights
 DEFAULT_BATCH = 8  # windows per step
 DEFAULT_MAX_CHANNELS = 8  # random channel subset per window (0: all), as in pretraining and the benchmarks
 
@@ -136,8 +137,8 @@ def calibrate_surrogate(sur: Surrogate, series: PatientSeries, *, start: int, n:
 
 
 def main(recording: str | Path, out: str | Path, *, checkpoint: str | Path | None = None, mode: str = "full",
-         rest_s: float = 30.0, steps: int | None = None, lr: float | None = None, seed: int = 0,
-         progress: bool = True) -> dict[str, Any]:
+         rest_s: float = 30.0, steps: int | None = None, lr: float | None = None, anchor: float | None = None,
+         seed: int = 0, progress: bool = True) -> dict[str, Any]:
     """Adapt the BFM to one recording and write the patient file.
 
     Args:
@@ -148,6 +149,9 @@ def main(recording: str | Path, out: str | Path, *, checkpoint: str | Path | Non
         mode: ``"zero_shot"`` (>= ~30 s of rest), ``"embedding"`` (seconds to minutes) or ``"full"``.
         rest_s: stimulation-off data used for the zero-shot embedding, s.
         steps, lr: optimiser steps and learning rate (defaults per mode).
+        anchor: pull towards the pretrained weights, 1/unit (:func:`bfm_stim.model.adapt.adapt`;
+            default per mode). Each weight drifts about ``1 / anchor`` at most; worth setting when
+            the recording holds only a few probe stimuli (``bench/adapt_tuning_10s.json``).
         seed: random seed.
         progress: log progress.
 
@@ -169,6 +173,12 @@ def main(recording: str | Path, out: str | Path, *, checkpoint: str | Path | Non
                              f"the first stimulus; got {series.rest_samples / cfg.fs:.1f} s")
     rest = series.data[:, : min(series.rest_samples, int(rest_s * cfg.fs))]
     n_steps = DEFAULT_STEPS[mode] if steps is None else int(steps)
+    anchor = DEFAULT_ANCHOR[mode] if anchor is None else float(anchor)
+    lr = DEFAULT_LR[mode] if lr is None else float(lr)
+    if n_steps < 0:
+        raise ValidationError("steps", n_steps, ">= 0 (0: zero-shot)")
+    if mode != "zero_shot" and n_steps and not (math.isfinite(lr) and lr > 0):
+        raise ValidationError("lr", lr, "> 0 and finite")
     # Hold out the last 20 % for calibration when there is enough data (>= 4 windows), else reuse
     # the checkpoint's scales.
     t = series.data.shape[1]
@@ -182,7 +192,7 @@ def main(recording: str | Path, out: str | Path, *, checkpoint: str | Path | Non
     else:
         train = PatientSeries(series.data[:, :split], series.positions, series.stim_ids[:split], series.stim_table,
                               min(series.rest_samples, split), -1, -1, series.meta)
-        res = adapt(model, train, mode=mode, steps=n_steps, lr=DEFAULT_LR[mode] if lr is None else lr, seed=seed,
+        res = adapt(model, train, mode=mode, steps=n_steps, lr=lr, seed=seed, anchor=anchor,
                     batch_size=DEFAULT_BATCH, max_channels=DEFAULT_MAX_CHANNELS)
         tuned, emb, losses, fc = res.model, res.embedding, res.losses, res.forecaster
     sur = Surrogate(tuned, positions=series.positions, patient=emb, signal_scale=cal.get("signal_scale", 1.0),
@@ -191,6 +201,7 @@ def main(recording: str | Path, out: str | Path, *, checkpoint: str | Path | Non
     if split < t:
         cal = calibrate_surrogate(sur, series, start=split, seed=seed)
     extra = {"mode": mode, "recording": str(recording), "checkpoint": str(ckpt_path), "steps": n_steps,
+             "lr": lr if n_steps and mode != "zero_shot" else None, "anchor": anchor,
              "fs": cfg.fs, "final_loss": losses[-1] if losses else None}
     path = save_patient(out, tuned, embedding=emb, positions=series.positions, ch_names=names,
                         calibration=cal, extra=extra, forecaster=fc)

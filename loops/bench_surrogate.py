@@ -62,9 +62,11 @@ class BenchConfig:
     benchmark fits its time budget on 2 shared cores; the other methods run everywhere. ``oracle_branches``
     noise continuations per test trial estimate the state oracle (the metrics' ceiling; 0: none). ``workers``
     > 1 runs one patient per single-threaded process (:func:`loops._pool.single_thread_pool`; the
-    figures are those of one process). ``per_amount`` holds ``(amount_s, ((method, steps, lr), ...))``
-    entries that replace ``steps_*`` / ``lr_*`` (and the scratch LR) for a trained method at that
-    amount of adaptation data; :meth:`setting` resolves them.
+    figures are those of one process). ``anchor_*``: the pretrained methods' pull towards the
+    pretrained weights (:func:`bfm_stim.model.adapt.adapt`; 0: none). ``per_amount`` holds
+    ``(amount_s, ((method, steps, lr[, anchor]), ...))`` entries that replace ``steps_*`` / ``lr_*`` /
+    ``anchor_*`` (and the scratch LR) for a trained method at that amount of adaptation data;
+    :meth:`setting` resolves them.
     """
 
     n_patients: int = 20
@@ -77,6 +79,8 @@ class BenchConfig:
     steps_scratch: int = 30
     lr_embedding: float = 3e-3
     lr_full: float = 5e-4
+    anchor_embedding: float = 0.0
+    anchor_full: float = 0.0
     scratch_lrs: tuple[float, ...] = (1e-3, 3e-3)
     batch_size: int = 8
     max_channels: int = 8
@@ -88,31 +92,39 @@ class BenchConfig:
     trained_amounts_s: tuple[float, ...] = ()
     workers: int = 1
     oracle_branches: int = 32
-    per_amount: tuple[tuple[float, tuple[tuple[str, int, float], ...]], ...] = ()
+    per_amount: tuple[tuple[float, tuple[tuple[Any, ...], ...]], ...] = ()
 
     def __post_init__(self) -> None:
         for a, rows in self.per_amount:
             if a not in self.amounts_s:
                 raise ValidationError("per_amount", a, f"an amount of amounts_s {self.amounts_s}")
-            for m, steps, lr in rows:
+            for m, *setting in rows:
                 if m not in TRAINED_METHODS:
                     raise ValidationError("per_amount method", m, f"one of {TRAINED_METHODS}")
-                if not (int(steps) >= 1 and math.isfinite(lr) and lr > 0):
-                    raise ValidationError(f"per_amount {m} at {a:g} s", (steps, lr), "steps >= 1 and lr > 0")
+                if len(setting) not in (2, 3):
+                    raise ValidationError(f"per_amount {m} at {a:g} s", tuple(setting), "(steps, lr) or (steps, lr, anchor)")
+                steps, lr, anchor = (*setting, 0.0)[:3]
+                if not (int(steps) >= 1 and math.isfinite(lr) and lr > 0 and math.isfinite(anchor) and anchor >= 0):
+                    raise ValidationError(f"per_amount {m} at {a:g} s", tuple(setting),
+                                          "steps >= 1, lr > 0 and anchor >= 0")
+                if m == "scratch" and anchor:
+                    raise ValidationError(f"per_amount {m} at {a:g} s", tuple(setting),
+                                          "no anchor (it pulls towards pretrained weights, which scratch has not)")
 
-    def setting(self, method: str, amount_s: float, lr_scratch: float | None = None) -> tuple[int, float]:
-        """(steps, learning rate) of a trained method at ``amount_s`` of adaptation data."""
+    def setting(self, method: str, amount_s: float, lr_scratch: float | None = None) -> tuple[int, float, float]:
+        """(steps, learning rate, anchor) of a trained method at ``amount_s`` of adaptation data."""
         for a, rows in self.per_amount:
             if a == amount_s:
-                for m, steps, lr in rows:
+                for m, *setting in rows:
                     if m == method:
-                        return int(steps), float(lr)
+                        steps, lr, anchor = (*setting, 0.0)[:3]
+                        return int(steps), float(lr), float(anchor)
         if method == "pretrained_embedding":
-            return self.steps_embedding, self.lr_embedding
+            return self.steps_embedding, self.lr_embedding, self.anchor_embedding
         if method == "pretrained_finetune":
-            return self.steps_full, self.lr_full
+            return self.steps_full, self.lr_full, self.anchor_full
         if method == "scratch":
-            return self.steps_scratch, self.scratch_lrs[0] if lr_scratch is None else lr_scratch
+            return self.steps_scratch, self.scratch_lrs[0] if lr_scratch is None else lr_scratch, 0.0
         raise ValidationError("method", method, f"one of {TRAINED_METHODS}")
 
 
@@ -125,18 +137,23 @@ class BenchConfig:
 # 300 steps everywhere (1732 s). The other amounts use the picks of the sweep at that amount
 # (bench/adapt_tuning_{10,30,600}s.json; at 600 s the grid also has 1000 steps per method and, for
 # the from-scratch model, 3000 and 6000: it picks 3000, score 0.65 against 0.54 at 1000 and 0.57 at 6000).
+# The third number of a pretrained method's setting is its anchor (the pull towards the pretrained
+# weights; the grids gained anchored settings later): picked at 10 s and 30 s for both pretrained
+# methods and at 2 min for embedding adaptation, never at 10 min.
 PER_AMOUNT = (
-    (10.0, (("pretrained_embedding", 30, 0.003), ("pretrained_finetune", 30, 0.0005), ("scratch", 100, 0.001))),
-    (30.0, (("pretrained_embedding", 100, 0.001), ("pretrained_finetune", 100, 0.0001), ("scratch", 300, 0.001))),
+    (10.0, (("pretrained_embedding", 30, 0.003, 100.0), ("pretrained_finetune", 30, 0.0005, 100.0),
+            ("scratch", 100, 0.001))),
+    (30.0, (("pretrained_embedding", 30, 0.003, 100.0), ("pretrained_finetune", 100, 0.0003, 100.0),
+            ("scratch", 300, 0.001))),
     (600.0, (("pretrained_embedding", 300, 0.0003), ("pretrained_finetune", 100, 0.0002), ("scratch", 3000, 0.001))),
 )
-FULL = BenchConfig(steps_embedding=300, lr_embedding=3e-4, steps_full=300, lr_full=1e-4, steps_scratch=300,
-                   scratch_lrs=(3e-3,), workers=2, trained_amounts_s=(10.0, 30.0, 120.0, 600.0),
+FULL = BenchConfig(steps_embedding=300, lr_embedding=1e-3, anchor_embedding=30.0, steps_full=300, lr_full=1e-4,
+                   steps_scratch=300, scratch_lrs=(3e-3,), workers=2, trained_amounts_s=(10.0, 30.0, 120.0, 600.0),
                    per_amount=PER_AMOUNT)
 QUICK = BenchConfig(n_patients=2, amounts_s=(0.0, 10.0), rest_s=8.0, cal_s=8.0, n_test=4, steps_embedding=1,
                     steps_full=1, steps_scratch=1, scratch_lrs=(1e-3,), batch_size=4, n_candidates=64,
                     n_cal_windows=8, hidden_s=6.0, oracle_branches=2,
-                    per_amount=((10.0, (("scratch", 2, 1e-3),)),))
+                    per_amount=((10.0, (("scratch", 2, 1e-3), ("pretrained_embedding", 1, 3e-3, 100.0))),))
 
 
 @torch.no_grad()
@@ -365,8 +382,8 @@ def _bench_patient(job: dict[str, Any], ep: EvalPatient | None = None,
             not bc.trained_amounts_s or a in bc.trained_amounts_s)
         for name, mdl, mode in (("pretrained_embedding", model, "embedding"), ("pretrained_finetune", model, "full"),
                                 ("scratch", _scratch_model(cfg, i), "full")) if trained else ():
-            steps, lr = bc.setting(name, a, job["lr_scratch"])
-            res = adapt(mdl, ser, mode=mode, steps=steps, lr=lr, seed=i,
+            steps, lr, anchor = bc.setting(name, a, job["lr_scratch"])
+            res = adapt(mdl, ser, mode=mode, steps=steps, lr=lr, seed=i, anchor=anchor,
                         patient_init=e0 if mdl is model else None, **_adapt_kw(bc))
             raw[name][a], zs[(name, a)] = _eval_bfm(res.model, res.embedding, ep, fs, bc.n_cal_windows, res.forecaster)
         for name, m_ in _eval_baselines(ep, a, L, fs, cfg).items():

@@ -98,7 +98,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 def _cmd_adapt(args: argparse.Namespace) -> int:
     from loops.adapt import main as adapt_main
 
-    result = adapt_main(args.recording, args.out, checkpoint=args.checkpoint, mode=args.mode)
+    result = adapt_main(args.recording, args.out, checkpoint=args.checkpoint, mode=args.mode, steps=args.steps,
+                        lr=args.lr, anchor=args.anchor)
     print(json.dumps(result, indent=1, default=str))
     return 0
 
@@ -261,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=["zero_shot", "embedding", "full"], default="full",
                    help="zero_shot: infer the patient embedding from rest; embedding: also tune read-in/out; "
                         "full (default): fine-tune everything, the best measured")
+    s.add_argument("--steps", type=int, default=None, help="optimiser steps (default per mode, tuned on rest data)")
+    s.add_argument("--lr", type=float, default=None, help="learning rate (default per mode)")
+    s.add_argument("--anchor", type=float, default=None,
+                   help="pull towards the pretrained weights, 1/unit: each weight drifts about 1/ANCHOR at most "
+                        "(e.g. 100 when adapting on a few seconds of probe trials; default per mode)")
     s.set_defaults(func=_cmd_adapt)
 
     s = sub.add_parser("optimize", help="optimize a stimulation protocol offline (simulated patient or surrogate)")

@@ -11,6 +11,7 @@ The pretrained model is never modified; :func:`adapt` returns a tuned copy.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,7 +83,7 @@ class AdaptResult:
 def adapt(model: BrainFoundationModel, series: PatientSeries | list[PatientSeries], *, mode: str = "embedding",
           steps: int = 100, lr: float = 3e-3, batch_size: int = 16, n_ctx: int | None = None,
           loss: LossConfig | None = None, seed: int = 0, max_channels: int = 0,
-          patient_init: Tensor | None = None) -> AdaptResult:
+          patient_init: Tensor | None = None, anchor: float = 0.0, tune_weights: bool = True) -> AdaptResult:
     """Adapt the model to a new patient.
 
     Args:
@@ -97,11 +98,22 @@ def adapt(model: BrainFoundationModel, series: PatientSeries | list[PatientSerie
         seed: random seed for windows and masks.
         max_channels: random channel subset per training window (0: all; faster steps).
         patient_init: starting embedding (default: inferred zero-shot from the rest data).
+        anchor: pull towards the starting point, 1/unit: after each optimiser step every tuned value
+            ``p`` moves by ``-lr * anchor * (p - p_start)`` (decoupled, as AdamW's weight decay, but
+            towards the pretrained weights and zero-shot embedding instead of zero). With Adam's
+            steps of about ``lr`` this bounds each value's drift near ``1 / anchor``; 0: none. It
+            keeps a few seconds of probes from undoing what pretraining learnt
+            (``bench/adapt_tuning_*.json``: settings with ``+a``).
+        tune_weights: False leaves every network weight as pretrained and tunes the embedding alone.
 
     Returns: :class:`AdaptResult`.
     """
     if mode not in MODES:
         raise ValidationError("mode", mode, f"one of {MODES}")
+    if not (math.isfinite(anchor) and anchor >= 0):
+        raise ValidationError("anchor", anchor, ">= 0 (1/unit; 0: no pull towards the pretrained weights)")
+    if mode != "zero_shot" and lr * anchor >= 1:
+        raise ValidationError("anchor", anchor, f"< 1 / lr = {1 / lr:g} (larger overshoots the pretrained weights)")
     ser = [series] if isinstance(series, PatientSeries) else list(series)
     if not ser:
         raise ValidationError("series", ser, "at least one PatientSeries")
@@ -122,8 +134,9 @@ def adapt(model: BrainFoundationModel, series: PatientSeries | list[PatientSerie
     loss = loss or LossConfig(contrastive=False, masked=False, spectral_weight=0.0, embed_weight=0.0, p_infer=0.0)
     emb = torch.nn.Parameter(e0.clone())
     for name, p in tuned.named_parameters():
-        p.requires_grad_(mode == "full" or name.split(".")[0] in _IO_MODULES)
+        p.requires_grad_(tune_weights and (mode == "full" or name.split(".")[0] in _IO_MODULES))
     params = [emb] + [p for p in tuned.parameters() if p.requires_grad]
+    start = [p.detach().clone() for p in params] if anchor else []
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, foreach=True)  # one fused update, not per tensor
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -138,10 +151,15 @@ def adapt(model: BrainFoundationModel, series: PatientSeries | list[PatientSerie
         out["total"].backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        if anchor:
+            with torch.no_grad():
+                for p, p0 in zip(params, start):
+                    p.sub_(p - p0, alpha=lr * anchor)
         hist.append(float(out["total"].detach()))
     for p in tuned.parameters():
         p.requires_grad_(True)
-    log.info("adapted (%s) in %d steps: loss %.4f -> %.4f", mode, steps, hist[0], hist[-1])
+    log.info("adapted (%s%s) in %d steps: loss %.4f -> %.4f", mode, f", anchor {anchor:g}" if anchor else "", steps,
+             hist[0], hist[-1])
     return AdaptResult(tuned.eval(), emb.detach().clone(), mode, hist, fc)
 
 

@@ -40,6 +40,20 @@ def test_adapt_writes_a_loadable_patient_file(tmp_path, mode):
     assert fc.signal.shape[:2] == (3, 5) and torch.isfinite(fc.signal).all()
 
 
+def test_adapt_command_passes_the_anchor_and_rejects_bad_settings(tmp_path, capsys):
+    from loops.cli import main as cli
+
+    rec = _recording(tmp_path)
+    summary = main(rec, tmp_path / "a.pt", mode="embedding", steps=2, lr=1e-3, anchor=100.0, progress=False)
+    assert (summary["anchor"], summary["lr"], summary["steps"]) == (100.0, 1e-3, 2)
+    for args, field in ((["--anchor", "-1"], "anchor"), (["--anchor", "2000"], "anchor"), (["--lr", "nan"], "lr"),
+                        (["--steps", "-3"], "steps")):
+        assert cli(["adapt", "--recording", str(rec), "--out", str(tmp_path / "b.pt"), "--mode", "embedding",
+                    *args]) == 2
+        assert field in capsys.readouterr().err
+    assert not (tmp_path / "b.pt").exists()
+
+
 def test_patient_file_rejects_a_checkpoint(tmp_path):
     from bfm_stim.surrogate import default_checkpoint
     with pytest.raises(CheckpointError, match="patient file"):

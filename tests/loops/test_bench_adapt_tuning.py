@@ -13,7 +13,8 @@ import simulators
 from bfm_stim.exceptions import ValidationError
 from loops.bench_adapt_tuning import FULL as FULL_TUNING
 from loops.bench_adapt_tuning import LONG_FROM_S, LONG_SETTINGS
-from loops.bench_adapt_tuning import QUICK, REST, SCORE_METRICS, _pick, run_adapt_tuning, setting_key, validation_seeds
+from loops.bench_adapt_tuning import (QUICK, REST, SCORE_METRICS, _pick, run_adapt_tuning, setting_key,
+                                      unpack_setting, validation_seeds)
 
 TUNING_JSON = Path(__file__).resolve().parents[2] / "bench" / "adapt_tuning.json"
 REST_JSON = Path(__file__).resolve().parents[2] / "bench" / "adapt_tuning_rest.json"
@@ -31,27 +32,48 @@ def test_validation_patients_are_neither_reported_nor_pretrained():
 def test_pick_takes_the_best_median_score_and_breaks_ties_to_fewer_steps():
     grid = ((30, 1e-3), (100, 1e-4), (300, 1e-4))
     med = {setting_key(*s): {"score": v} for s, v in zip(grid, (0.5, 0.9, 0.9))}
-    assert _pick(med, grid) == {"steps": 100, "lr": 1e-4, "score": 0.9}
+    assert _pick(med, grid) == {"steps": 100, "lr": 1e-4, "anchor": 0.0, "score": 0.9}
     med[setting_key(300, 1e-4)]["score"] = 0.95
     assert _pick(med, grid)["steps"] == 300
+    # an anchored setting has its own key; on a tie it gives way to the same steps without an anchor
+    grid += ((300, 1e-4, 30.0),)
+    med[setting_key(300, 1e-4, 30.0)] = {"score": 0.95}
+    assert setting_key(300, 1e-4, 30.0) == "300@0.0001+a30" and setting_key(300, 1e-4, 0.0) == "300@0.0001"
+    assert _pick(med, grid)["anchor"] == 0.0
+    med[setting_key(300, 1e-4, 30.0)]["score"] = 0.96
+    assert _pick(med, grid) == {"steps": 300, "lr": 1e-4, "anchor": 30.0, "score": 0.96}
+    with pytest.raises(ValidationError, match="setting"):
+        unpack_setting((300,))
 
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("rest", [False, True], ids=["probes", "rest"])
-def test_quick_sweep_structure(rest):
+def test_quick_sweep_structure(rest, monkeypatch):
+    import importlib
+
+    adapt_mod = importlib.import_module("bfm_stim.model.adapt")  # the package re-exports the function as `adapt`
+    calls, real = [], adapt_mod.adapt
+
+    def spy(*args, **kw):
+        calls.append((kw["steps"], kw["lr"], kw["anchor"]))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(adapt_mod, "adapt", spy)  # QUICK runs inline (one worker), so the sweep calls this
     res = run_adapt_tuning(quick=True, rest=rest, progress=False)
     json.dumps(res)
     assert res["data"] == ("rest only" if rest else "rest + probes")
     assert res["config"]["amount_s"] == (0.0 if rest else QUICK.amount_s)
     assert [p["seed"] for p in res["validation_patients"]] == validation_seeds(QUICK.n_val)
     for method, grid in QUICK.grids:
-        assert set(res["medians"][method]) == {setting_key(*s) for s in grid}
+        assert set(res["medians"][method]) == {setting_key(*unpack_setting(s)) for s in grid}
         for key, vals in res["medians"][method].items():
             row = res["per_patient"][0]["rows"][method][key]  # one patient: the median is its figure
             assert vals["score"] == pytest.approx(sum(row[k] for k in SCORE_METRICS))
             assert all(math.isfinite(row[k]) for k in SCORE_METRICS)
         pick = res["picks"][method]
         assert pick["score"] == max(v["score"] for v in res["medians"][method].values())
+    # every setting reached adapt() as given, the anchored one with its anchor (the real adapt ran)
+    assert sorted(calls) == sorted(unpack_setting(s) for _, grid in QUICK.grids for s in grid)
 
 
 def test_surrogate_bench_uses_the_tuned_settings():
@@ -59,12 +81,12 @@ def test_surrogate_bench_uses_the_tuned_settings():
     from loops.bench_surrogate import FULL as BENCH
 
     picks = json.loads(TUNING_JSON.read_text())["picks"]
-    assert (BENCH.steps_full, BENCH.lr_full) == (picks["pretrained_finetune"]["steps"], picks["pretrained_finetune"]["lr"])
-    assert (BENCH.steps_embedding, BENCH.lr_embedding) == (picks["pretrained_embedding"]["steps"],
-                                                          picks["pretrained_embedding"]["lr"])
-    assert (BENCH.steps_scratch, BENCH.scratch_lrs) == (picks["scratch"]["steps"], (picks["scratch"]["lr"],))
+    fin, emb, scr = picks["pretrained_finetune"], picks["pretrained_embedding"], picks["scratch"]
+    assert (BENCH.steps_full, BENCH.lr_full, BENCH.anchor_full) == (fin["steps"], fin["lr"], fin["anchor"])
+    assert (BENCH.steps_embedding, BENCH.lr_embedding, BENCH.anchor_embedding) == (emb["steps"], emb["lr"], emb["anchor"])
+    assert (BENCH.steps_scratch, BENCH.scratch_lrs, scr["anchor"]) == (scr["steps"], (scr["lr"],), 0.0)
     for method, pick in picks.items():  # and no per_amount entry overrides them at 2 min
-        assert BENCH.setting(method, 120.0) == (pick["steps"], pick["lr"])
+        assert BENCH.setting(method, 120.0) == (pick["steps"], pick["lr"], pick["anchor"])
 
 
 @pytest.mark.parametrize("amount", [10.0, 30.0, 600.0])
@@ -78,7 +100,7 @@ def test_surrogate_bench_uses_each_amounts_own_picks(amount):
     extra = dict(LONG_SETTINGS) if amount >= LONG_FROM_S else {}
     assert res["config"]["grids"] == [[m, [list(s) for s in g + extra.get(m, ())]] for m, g in FULL_TUNING.grids]
     for method, pick in res["picks"].items():
-        assert BENCH.setting(method, amount) == (pick["steps"], pick["lr"])
+        assert BENCH.setting(method, amount) == (pick["steps"], pick["lr"], pick["anchor"])
 
 
 def test_amount_must_be_probe_seconds():
@@ -107,7 +129,9 @@ def test_adapt_command_uses_the_rest_sweep_picks():
     res = json.loads(REST_JSON.read_text())
     assert res["data"] == "rest only" and res["config"]["amount_s"] == 0.0
     for mode, method in (("full", "pretrained_finetune"), ("embedding", "pretrained_embedding")):
-        assert (cmd.DEFAULT_STEPS[mode], cmd.DEFAULT_LR[mode]) == (res["picks"][method]["steps"], res["picks"][method]["lr"])
+        pick = res["picks"][method]
+        assert (cmd.DEFAULT_STEPS[mode], cmd.DEFAULT_LR[mode], cmd.DEFAULT_ANCHOR[mode]) == (
+            pick["steps"], pick["lr"], pick.get("anchor", 0.0))  # a sweep without anchored settings picks none
     assert (cmd.DEFAULT_BATCH, cmd.DEFAULT_MAX_CHANNELS) == (REST.batch_size, REST.max_channels)
     assert res["config"] == json.loads(json.dumps(dataclasses.asdict(REST)))  # the sweep that is committed is REST
 

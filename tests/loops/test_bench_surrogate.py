@@ -109,12 +109,14 @@ def test_model_card_benchmark_section_is_rewritten_from_the_json(tmp_path):
 
 def test_per_amount_settings_override_the_defaults_only_where_given():
     bc = BenchConfig(steps_embedding=5, lr_embedding=1e-3, steps_full=6, lr_full=2e-4, steps_scratch=7,
-                     scratch_lrs=(3e-3,), per_amount=((10.0, (("pretrained_finetune", 30, 5e-4),)),))
-    assert bc.setting("pretrained_finetune", 10.0) == (30, 5e-4)
-    assert bc.setting("pretrained_finetune", 120.0) == (6, 2e-4)
-    assert bc.setting("pretrained_embedding", 10.0) == (5, 1e-3)
-    assert bc.setting("scratch", 10.0) == (7, 3e-3)
-    assert bc.setting("scratch", 10.0, lr_scratch=1e-3) == (7, 1e-3)  # the bench's validation-patient LR sweep
+                     scratch_lrs=(3e-3,), anchor_full=30.0,
+                     per_amount=((10.0, (("pretrained_finetune", 30, 5e-4), ("pretrained_embedding", 40, 3e-3, 100.0))),))
+    assert bc.setting("pretrained_finetune", 10.0) == (30, 5e-4, 0.0)  # a 2-element entry has no anchor
+    assert bc.setting("pretrained_finetune", 120.0) == (6, 2e-4, 30.0)
+    assert bc.setting("pretrained_embedding", 10.0) == (40, 3e-3, 100.0)
+    assert bc.setting("pretrained_embedding", 120.0) == (5, 1e-3, 0.0)
+    assert bc.setting("scratch", 10.0) == (7, 3e-3, 0.0)
+    assert bc.setting("scratch", 10.0, lr_scratch=1e-3) == (7, 1e-3, 0.0)  # the bench's validation-patient LR sweep
     with pytest.raises(ValueError, match="arx"):
         bc.setting("arx", 10.0)
     assert all(a in FULL.trained_amounts_s for a, _ in FULL.per_amount)
@@ -124,3 +126,9 @@ def test_per_amount_settings_override_the_defaults_only_where_given():
         BenchConfig(per_amount=((10.0, (("finetune", 10, 1e-3),)),))  # a misspelt method would fall back silently
     with pytest.raises(ValidationError, match="per_amount scratch"):
         BenchConfig(per_amount=((10.0, (("scratch", 10, float("nan")),)),))
+    with pytest.raises(ValidationError, match="anchor >= 0"):
+        BenchConfig(per_amount=((10.0, (("pretrained_embedding", 10, 1e-3, -1.0),)),))
+    with pytest.raises(ValidationError, match="scratch has not"):  # nothing pretrained to pull towards
+        BenchConfig(per_amount=((10.0, (("scratch", 10, 1e-3, 30.0),)),))
+    with pytest.raises(ValidationError, match=r"\(steps, lr\) or \(steps, lr, anchor\)"):
+        BenchConfig(per_amount=((10.0, (("scratch", 10),)),))

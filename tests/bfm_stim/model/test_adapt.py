@@ -51,3 +51,33 @@ def test_tuning_lowers_held_out_forecast_error_and_leaves_pretrained_alone(patie
         assert changed and all(k.split(".")[0] in ("chan_embed", "read_in", "read_out") for k in changed)
     else:
         assert any(k.startswith("transformer") for k in changed)
+
+
+def _drift(res, start: dict[str, torch.Tensor]) -> float:
+    return max(float((v - start[k]).abs().max()) for k, v in res.model.state_dict().items() if v.is_floating_point())
+
+
+def test_anchor_bounds_the_drift_from_the_pretrained_weights(patient, tiny):
+    """Each step pulls every tuned value back by lr * anchor of its distance: the drift stays near 1/anchor."""
+    torch.manual_seed(0)
+    m = BrainFoundationModel(ModelConfig(**tiny))
+    start = {k: v.clone() for k, v in m.state_dict().items()}
+    kw = dict(mode="full", steps=60, lr=1e-2, batch_size=8, n_ctx=8, seed=1)
+    free = adapt(m, patient, **kw)
+    held = adapt(m, patient, anchor=50.0, **kw)
+    assert _drift(free, start) > 0.2  # 60 Adam steps of 0.01 each: up to 0.6
+    assert _drift(held, start) < 0.04 < _drift(free, start)  # 1/anchor = 0.02
+    e0 = adapt(m, patient, mode="zero_shot").embedding
+    assert float((held.embedding - e0).abs().max()) < float((free.embedding - e0).abs().max())
+    for bad in (-1.0, float("nan"), 100.0):  # 100 * lr = 1 would overshoot the pretrained weights
+        with pytest.raises(ValidationError, match="anchor"):
+            adapt(m, patient, anchor=bad, **kw)
+
+
+def test_tune_weights_false_moves_the_embedding_alone(patient, tiny):
+    torch.manual_seed(0)
+    m = BrainFoundationModel(ModelConfig(**tiny))
+    res = adapt(m, patient, mode="embedding", steps=5, lr=1e-2, batch_size=8, n_ctx=8, tune_weights=False)
+    for k, v in res.model.state_dict().items():
+        torch.testing.assert_close(v, m.state_dict()[k])
+    assert not torch.equal(res.embedding, adapt(m, patient, mode="zero_shot").embedding)
