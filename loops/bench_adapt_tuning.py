@@ -102,9 +102,12 @@ QUICK = TuningConfig(n_val=1, amount_s=10.0, rest_s=8.0, cal_s=8.0, n_test=4, hi
 
 # ``bfm-stim adapt``'s setting: 2 min of stimulation-free data, no probes; the two trained modes it offers.
 # The first setting of each grid is the command's earlier default.
+# The anchored settings (third element) came later, as in FULL.
 REST = TuningConfig(amount_s=0.0, rest_s=120.0, grids=(
-    ("pretrained_finetune", ((150, 5e-4), (100, 1e-4), (150, 1e-4), (300, 1e-4), (150, 2e-4), (300, 2e-4))),
-    ("pretrained_embedding", ((150, 3e-3), (150, 1e-3), (300, 3e-4), (300, 1e-3))),
+    ("pretrained_finetune", ((150, 5e-4), (100, 1e-4), (150, 1e-4), (300, 1e-4), (150, 2e-4), (300, 2e-4),
+                             (100, 3e-4, 100.0), (300, 3e-4, 30.0))),
+    ("pretrained_embedding", ((150, 3e-3), (150, 1e-3), (300, 3e-4), (300, 1e-3), (150, 3e-3, 100.0),
+                              (300, 1e-3, 30.0))),
 ))
 
 # From 10 min of probes on, the sweep also tries 1000 steps for every method: at 300 steps the

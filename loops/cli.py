@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=float, default=None, help="learning rate (default per mode)")
     s.add_argument("--anchor", type=float, default=None,
                    help="pull towards the pretrained weights, 1/unit: each weight drifts about 1/ANCHOR at most "
-                        "(e.g. 100 when adapting on a few seconds of probe trials; default per mode)")
+                        "(default 100 in the trained modes, tuned on rest data; 0: none)")
     s.set_defaults(func=_cmd_adapt)
 
     s = sub.add_parser("optimize", help="optimize a stimulation protocol offline (simulated patient or surrogate)")
