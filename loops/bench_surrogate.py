@@ -37,6 +37,7 @@ from bfm_stim.model.adapt import adapt, infer_embedding
 from bfm_stim.model.bfm import BrainFoundationModel
 from bfm_stim.model.checkpoint import load_checkpoint
 from bfm_stim.surrogate import Surrogate, default_checkpoint
+from loops.bench_adapt_tuning import unpack_setting
 from loops.bench_data import TEST_KINDS, ArxModel, EvalPatient, forecast_r2, make_eval_patient, r2
 from loops.pretrain_corpus import FEATURES_OFF
 
@@ -103,7 +104,7 @@ class BenchConfig:
                     raise ValidationError("per_amount method", m, f"one of {TRAINED_METHODS}")
                 if len(setting) not in (2, 3):
                     raise ValidationError(f"per_amount {m} at {a:g} s", tuple(setting), "(steps, lr) or (steps, lr, anchor)")
-                steps, lr, anchor = (*setting, 0.0)[:3]
+                steps, lr, anchor = unpack_setting(setting)
                 if not (int(steps) >= 1 and math.isfinite(lr) and lr > 0 and math.isfinite(anchor) and anchor >= 0):
                     raise ValidationError(f"per_amount {m} at {a:g} s", tuple(setting),
                                           "steps >= 1, lr > 0 and anchor >= 0")
@@ -117,8 +118,7 @@ class BenchConfig:
             if a == amount_s:
                 for m, *setting in rows:
                     if m == method:
-                        steps, lr, anchor = (*setting, 0.0)[:3]
-                        return int(steps), float(lr), float(anchor)
+                        return unpack_setting(setting)
         if method == "pretrained_embedding":
             return self.steps_embedding, self.lr_embedding, self.anchor_embedding
         if method == "pretrained_finetune":
