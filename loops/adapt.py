@@ -154,7 +154,8 @@ def main(recording: str | Path, out: str | Path, *, checkpoint: str | Path | Non
         anchor: pull towards the pretrained weights, 1/unit (:func:`bfm_stim.model.adapt.adapt`;
             default per mode). Each weight drifts about ``1 / anchor`` at most; worth setting when
             the recording holds only a few probe stimuli (``bench/adapt_tuning_10s.json``).
-        seed: random seed.
+        seed: random seed of the training windows, masks and dropout: the same recording and seed
+            give the same patient file.
         progress: log progress.
 
     Returns: summary (mode, steps, losses, calibration, channels, output path).
@@ -194,8 +195,12 @@ def main(recording: str | Path, out: str | Path, *, checkpoint: str | Path | Non
     else:
         train = PatientSeries(series.data[:, :split], series.positions, series.stim_ids[:split], series.stim_table,
                               min(series.rest_samples, split), -1, -1, series.meta)
-        res = adapt(model, train, mode=mode, steps=n_steps, lr=lr, seed=seed, anchor=anchor,
-                    batch_size=DEFAULT_BATCH, max_channels=DEFAULT_MAX_CHANNELS)
+        # dropout draws from torch's global generator: seed it here (and leave the caller's as it was)
+        # so that the same recording and seed give the same patient file
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            res = adapt(model, train, mode=mode, steps=n_steps, lr=lr, seed=seed, anchor=anchor,
+                        batch_size=DEFAULT_BATCH, max_channels=DEFAULT_MAX_CHANNELS)
         tuned, emb, losses, fc = res.model, res.embedding, res.losses, res.forecaster
     sur = Surrogate(tuned, positions=series.positions, patient=emb, signal_scale=cal.get("signal_scale", 1.0),
                     latent_scale=cal.get("latent_scale", 1.0), response_scale=cal.get("response_scale", 1.0),
@@ -203,7 +208,7 @@ def main(recording: str | Path, out: str | Path, *, checkpoint: str | Path | Non
     if split < t:
         cal = calibrate_surrogate(sur, series, start=split, seed=seed)
     extra = {"mode": mode, "recording": str(recording), "checkpoint": str(ckpt_path), "steps": n_steps,
-             "lr": lr if n_steps and mode != "zero_shot" else None, "anchor": anchor,
+             "lr": lr if n_steps and mode != "zero_shot" else None, "anchor": anchor, "seed": seed,
              "fs": cfg.fs, "final_loss": losses[-1] if losses else None}
     path = save_patient(out, tuned, embedding=emb, positions=series.positions, ch_names=names,
                         calibration=cal, extra=extra, forecaster=fc)

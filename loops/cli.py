@@ -99,7 +99,7 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
     from loops.adapt import main as adapt_main
 
     result = adapt_main(args.recording, args.out, checkpoint=args.checkpoint, mode=args.mode, steps=args.steps,
-                        lr=args.lr, anchor=args.anchor)
+                        lr=args.lr, anchor=args.anchor, seed=args.seed)
     print(json.dumps(result, indent=1, default=str))
     return 0
 
@@ -267,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--anchor", type=float, default=None,
                    help="pull towards the pretrained weights, 1/unit: each weight drifts about 1/ANCHOR at most "
                         "(default 100 in the trained modes, tuned on rest data; 0: none)")
+    s.add_argument("--seed", type=int, default=0,
+                   help="random seed of the training windows and dropout: the same recording and seed give the "
+                        "same patient file")
     s.set_defaults(func=_cmd_adapt)
 
     s = sub.add_parser("optimize", help="optimize a stimulation protocol offline (simulated patient or surrogate)")

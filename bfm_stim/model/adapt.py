@@ -95,7 +95,9 @@ def adapt(model: BrainFoundationModel, series: PatientSeries | list[PatientSerie
         batch_size: windows per step.
         n_ctx: context patches (default ``max_patches - horizon_patches``).
         loss: objectives (default: forecast, NLL and latent terms only; one patient).
-        seed: random seed for windows and masks.
+        seed: random seed for windows and masks. Dropout draws from torch's global generator: seed
+            it too (``torch.manual_seed``) for a result that does not depend on what ran before;
+            ``bfm-stim adapt`` does so from its ``--seed``.
         max_channels: random channel subset per training window (0: all; faster steps).
         patient_init: starting embedding (default: inferred zero-shot from the rest data).
         anchor: pull towards the starting point, 1/unit: after each optimiser step every tuned value

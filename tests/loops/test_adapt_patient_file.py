@@ -45,7 +45,7 @@ def test_adapt_command_passes_the_anchor_and_rejects_bad_settings(tmp_path, caps
 
     rec = _recording(tmp_path)
     summary = main(rec, tmp_path / "a.pt", mode="embedding", steps=2, lr=1e-3, anchor=100.0, progress=False)
-    assert (summary["anchor"], summary["lr"], summary["steps"]) == (100.0, 1e-3, 2)
+    assert (summary["anchor"], summary["lr"], summary["steps"], summary["seed"]) == (100.0, 1e-3, 2, 0)
     for args, field in ((["--anchor", "-1"], "anchor"), (["--anchor", "2000"], "anchor"), (["--lr", "nan"], "lr"),
                         (["--steps", "-3"], "steps")):
         assert cli(["adapt", "--recording", str(rec), "--out", str(tmp_path / "b.pt"), "--mode", "embedding",
@@ -85,3 +85,29 @@ def test_calibration_windows_look_like_the_surrogates_use():
     assert aligned.sum() == 10 and horizon_on[aligned, 0].all()
     assert not horizon_on[~aligned].any()
     assert torch.equal(fut[:, 0, 0], c[:, 0, 0] + ctx * L)
+
+
+def test_adapt_is_reproducible_from_its_seed(tmp_path):
+    """The same recording and seed give the same patient file whatever ran before in the process
+    (dropout draws included); another seed gives another one."""
+    rec = _recording(tmp_path)
+
+    def weights(name: str, seed: int) -> dict:
+        main(rec, tmp_path / name, mode="full", steps=3, lr=1e-3, seed=seed, progress=False)
+        f = torch.load(tmp_path / name, weights_only=True)
+        return {**f["state_dict"], "embedding": f["embedding"]}
+
+    torch.manual_seed(123)
+    a = weights("a.pt", 0)
+    torch.rand(1000)  # the caller's generator moved on: must not matter
+    b = weights("b.pt", 0)
+    c = weights("c.pt", 1)
+    from loops.cli import main as cli  # the command passes --seed on
+    assert cli(["adapt", "--recording", str(rec), "--out", str(tmp_path / "d.pt"), "--mode", "full", "--steps", "3",
+                "--lr", "1e-3", "--seed", "1"]) == 0
+    f = torch.load(tmp_path / "d.pt", weights_only=True)
+    d = {**f["state_dict"], "embedding": f["embedding"]}
+    assert all(torch.equal(c[k], d[k]) for k in c)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
