@@ -180,6 +180,8 @@ def main(recording: str | Path, out: str | Path, *, checkpoint: str | Path | Non
     lr = DEFAULT_LR[mode] if lr is None else float(lr)
     if n_steps < 0:
         raise ValidationError("steps", n_steps, ">= 0 (0: zero-shot)")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValidationError("seed", seed, "an integer >= 0")
     if mode != "zero_shot" and n_steps and not (math.isfinite(lr) and lr > 0):
         raise ValidationError("lr", lr, "> 0 and finite")
     # Hold out the last 20 % for calibration when there is enough data (>= 4 windows), else reuse

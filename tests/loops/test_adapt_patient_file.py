@@ -47,7 +47,7 @@ def test_adapt_command_passes_the_anchor_and_rejects_bad_settings(tmp_path, caps
     summary = main(rec, tmp_path / "a.pt", mode="embedding", steps=2, lr=1e-3, anchor=100.0, progress=False)
     assert (summary["anchor"], summary["lr"], summary["steps"], summary["seed"]) == (100.0, 1e-3, 2, 0)
     for args, field in ((["--anchor", "-1"], "anchor"), (["--anchor", "2000"], "anchor"), (["--lr", "nan"], "lr"),
-                        (["--steps", "-3"], "steps")):
+                        (["--steps", "-3"], "steps"), (["--seed", "-1"], "seed")):
         assert cli(["adapt", "--recording", str(rec), "--out", str(tmp_path / "b.pt"), "--mode", "embedding",
                     *args]) == 2
         assert field in capsys.readouterr().err
