@@ -11,10 +11,9 @@ notes/diag_calibration.json holds the 16 outputs and their medians.
 import json, sys, numpy as np, torch
 from loops.bench_adapt_tuning import validation_seeds, FULL as TC
 from loops.bench_data import make_eval_patient, r2
-from loops.bench_surrogate import bfm_predict, _norm, _forecaster, FEATURES_OFF
+from loops.bench_surrogate import bfm_predict, _norm, _forecaster, FEATURES_OFF, FAMILIES
 from bfm_stim.model.adapt import adapt, infer_embedding
 from bfm_stim.model.checkpoint import load_checkpoint
-from loops.bench_surrogate import FAMILIES
 torch.set_num_threads(1)
 k = int(sys.argv[1]); mode = sys.argv[2]
 model, _ = load_checkpoint("bfm_stim/checkpoints/default/model.pt")

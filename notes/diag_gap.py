@@ -32,14 +32,10 @@ import time
 import numpy as np
 import torch
 
+from loops.bench_data import r2 as _r2
+
 LEADS_MS = (40, 160)
 FS, PATCH, CTX_P, HOR_P = 250.0, 25, 12, 10
-
-
-def _r2(y, yhat):
-    from loops.bench_data import r2
-
-    return r2(y, yhat)
 
 
 def _lin_bounds(fam: str, seed: int, ep, long_s: float) -> dict[str, dict[int, float]]:
