@@ -184,6 +184,48 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     raise AssertionError(args.what)  # argparse restricts the choices
 
 
+def _session_arguments(s: argparse.ArgumentParser) -> None:
+    from loops.session.cli import add_arguments
+
+    add_arguments(s)
+
+
+def _cmd_session(args: argparse.Namespace) -> int:
+    from loops.session.cli import run
+
+    return run(args)
+
+
+def _benchmark_arguments(s: argparse.ArgumentParser) -> None:
+    try:
+        from loops.benchmark.cli import add_arguments
+    except ImportError:  # the harness is not installed in this checkout
+        return
+    add_arguments(s)
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from loops.benchmark.cli import run
+
+    return run(args)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    d = Path(args.dir)
+    if (d / "session.json").is_file():
+        from loops.session.report import build_report
+    elif (d / "summary.json").is_file():
+        from loops.benchmark.report import build_report  # type: ignore[no-redef]
+    else:
+        raise ConfigError(f"{d}: neither a session directory (session.json) nor a benchmark directory "
+                          "(summary.json); give the --out folder of `bfm-stim session` or `bfm-stim benchmark`")
+    path = Path(build_report(d))
+    print(f"wrote {path}")
+    if args.open:
+        print(path.resolve().as_uri())
+    return 0
+
+
 def _not_yet(issue: str) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         print(f"bfm-stim {args.command}: not available yet in {__version__} (tracked in: {issue})", file=sys.stderr)
@@ -247,13 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=float, default=None, help="override train.lr, the schedule's peak")
     s.set_defaults(func=_cmd_pretrain)
 
-    for name, issue, help_ in (
-        ("session", "the closed-loop issue", "run a closed-loop session over LSL"),
-        ("benchmark", "the benchmark issue", "cohorts x optimizers x seeds with reports"),
-        ("report", "the benchmark issue", "render a benchmark report"),
-    ):
-        s = sub.add_parser(name, help=help_ + " (not available yet)")
-        s.set_defaults(func=_not_yet(issue))
+    s = sub.add_parser("session", help="run a closed-loop session over LSL (trial and continuous modes)")
+    _session_arguments(s)
+    s.set_defaults(func=_cmd_session)
+
+    s = sub.add_parser("benchmark", help="benchmark optimizers on patient cohorts (TOML config; local pool or Ray)")
+    _benchmark_arguments(s)
+    s.set_defaults(func=_cmd_benchmark)
+
+    s = sub.add_parser("report", help="rebuild the HTML report of a session or benchmark directory")
+    s.add_argument("dir", help="a session directory (session.json) or a benchmark --out directory (summary.json)")
+    s.add_argument("--open", action="store_true", help="print a file:// URL of the report to open in a browser")
+    s.set_defaults(func=_cmd_report)
 
     s = sub.add_parser("adapt", help="adapt the foundation model to a new patient from a recording")
     s.add_argument("--recording", required=True, help="recording (FIF, EDF, BDF, BrainVision, XDF)")

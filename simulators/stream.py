@@ -263,7 +263,11 @@ class StreamServer:
         self._stim_end = pos + max(1, int(round(stim.duration_s * self.spec.fs)))
         t = self.t0 + pos * self.period
         self.applied.append((cmd, t))
-        link.ack_applied(cmd, t)
+        # A simulated patient reports its side effect of the train (a real device: a patient's
+        # report or an EMG threshold); sources without one report nothing.
+        report = getattr(self.source, "side_effect", None)
+        severity = float(report(stim, trial=cmd.seq)[0]) if callable(report) else None
+        link.ack_applied(cmd, t, side_effect=severity)
 
 
 def _install_signal_handlers(stop_event: threading.Event) -> None:

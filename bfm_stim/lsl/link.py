@@ -128,8 +128,16 @@ class CommandSender:
         """Push an arbitrary message (testing the device's gate)."""
         self._push(text)
 
-    def poll_acks(self, timeout: float = 0.0) -> list[Ack]:
-        """Acknowledgements received since the last call (waits up to ``timeout`` s for the first)."""
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next command will carry (log it before sending)."""
+        return self.signer.next_seq
+
+    def poll_acks(self, timeout: float = 0.0, *, keep: bool = True) -> list[Ack]:
+        """Acknowledgements received since the last call (waits up to ``timeout`` s for the first).
+
+        With ``keep=False`` they are only returned, not kept for :meth:`wait_ack` (a caller that
+        tracks acknowledgements itself, e.g. ten commands a second for hours)."""
         if self._acks_in is None:
             raise StreamError("CommandSender is not connected; call connect() first")
         out = []
@@ -140,6 +148,8 @@ class CommandSender:
                 log.warning("unreadable ack %r: %s", text[:200], e)
                 continue
             out.append(ack)
+            if not keep:
+                continue
             if ack.session == self.session and ack.seq is not None:
                 self._acks[ack.seq] = ack
             else:
@@ -252,10 +262,12 @@ class DeviceLink:
             raise StreamError("DeviceLink is not open; call open() first")
         self._outlet.push_sample([ack.to_json()])
 
-    def ack_applied(self, cmd: Command, applied_at: float) -> None:
-        """Acknowledge that ``cmd`` took effect at LSL time ``applied_at`` (first sample under it)."""
+    def ack_applied(self, cmd: Command, applied_at: float, *, side_effect: float | None = None) -> None:
+        """Acknowledge that ``cmd`` took effect at LSL time ``applied_at`` (first sample under it),
+        with the side-effect severity in [0, 1] the device assessed for it, if any."""
         self.send_ack(Ack(status="applied", session=cmd.session, seq=cmd.seq, action=cmd.action,
-                          applied_at=float(applied_at), received_at=local_clock()))
+                          applied_at=float(applied_at), received_at=local_clock(),
+                          side_effect=None if side_effect is None else float(side_effect)))
 
     def ack_superseded(self, cmd: Command, by: Command) -> None:
         """Acknowledge that a scheduled ``cmd`` was cancelled by the stop ``by``."""

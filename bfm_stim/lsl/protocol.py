@@ -146,7 +146,9 @@ class Ack:
     """An acknowledgement sent by the device (one JSON string sample on the ack stream).
 
     ``status`` is ``"applied"`` (with ``applied_at``, the LSL time of the first sample under the
-    new stimulus) or ``"rejected"`` (with ``reason`` from :data:`REASONS` and ``detail``).
+    new stimulus) or ``"rejected"`` (with ``reason`` from :data:`REASONS` and ``detail``). A device
+    that can assess side effects (a patient's report, an EMG threshold) may add ``side_effect``, a
+    severity in [0, 1] for the applied train (0: none); the session hands it to the optimizer.
     """
 
     status: str
@@ -157,6 +159,7 @@ class Ack:
     detail: str = ""
     applied_at: float | None = None
     received_at: float | None = None
+    side_effect: float | None = None
 
     def to_json(self) -> str:
         d = {k: v for k, v in self.__dict__.items() if v is not None and v != ""}
@@ -187,6 +190,11 @@ class CommandSigner:
         if not _SESSION_RE.match(self.session):
             raise ValidationError("session", self.session, "1-64 characters of [A-Za-z0-9_.-]")
         self._next = int(first_seq)
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence number of the next command built."""
+        return self._next
 
     def _build(self, action: str, stimulus: dict | None, apply_at: float) -> tuple[int, str]:
         seq = self._next

@@ -345,6 +345,18 @@ class Optimizer(abc.ABC):
         self._obs += list(zip(stims, parsed, tags))
         self._observe(stims, parsed, tags)
 
+    def cancel(self, stimulus: Stimulus) -> bool:
+        """Drop a pending proposal that will never be measured (a trial interrupted or refused by the device).
+
+        The optimizer never learns a cost for it; later proposals no longer treat it as pending.
+        Returns whether ``stimulus`` was pending.
+        """
+        for j, (p, _) in enumerate(self._pending):
+            if p == stimulus:
+                del self._pending[j]
+                return True
+        return False
+
     # --- safety ---------------------------------------------------------------------------------
     def _make_safe(self, s: Stimulus) -> Stimulus:
         """Project onto the safe set and check; the single exit gate of every proposal."""
