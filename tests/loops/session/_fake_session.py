@@ -52,8 +52,10 @@ class _Clock:
         self.n = 0
         self.nan_at: tuple[float, float] | None = None
 
-    def emit(self, until: float, *, chunk: int = 100) -> None:
+    def emit(self, until: float, *, chunk: int = 100) -> np.ndarray:
+        """Emit samples up to ``until``; returns them, ``(n_channels, n)``."""
         n = int(np.floor((until - self.t) * self.fs))
+        out = []
         while n > 0:
             m = min(chunk, n)
             data = np.asarray(self.p.advance(m), np.float32)
@@ -62,9 +64,11 @@ class _Clock:
                 sel = (times >= self.nan_at[0]) & (times <= self.nan_at[1])
                 data[0, sel] = np.nan
             self.w.append(data, times)
+            out.append(data)
             self.t += m / self.fs
             self.n += m
             n -= m
+        return np.concatenate(out, axis=1) if out else np.zeros((0, 0), np.float32)
 
     def skip(self, seconds: float) -> None:
         self.t += seconds
@@ -72,7 +76,7 @@ class _Clock:
 
 def _stimulus(rng: np.random.Generator, kind: str) -> dict[str, Any]:
     if kind == "sensory":
-        return Stimulus.sensory(modality=str(rng.choice(["flicker", "click"])),
+        return Stimulus.sensory(modality=str(rng.choice(["visual_flicker", "auditory_clicks"])),
                                 frequency_hz=float(np.round(rng.uniform(5, 45), 1)),
                                 level=float(np.round(rng.uniform(0.1, 1.0), 2))).to_dict()
     return Stimulus.electrical(contact=f"c{int(rng.integers(0, 4))}", amplitude_ma=float(np.round(rng.uniform(0.5, 3.0), 2)),
@@ -163,11 +167,8 @@ def make_session(path: Path, *, n_trials: int = 8, seed: int = 0, kind: str = "e
         dur = float(stim.get("duration_s", 1.0))
         clock.emit(applied + dur)
         w0, w1 = clock.t, clock.t + 0.5
-        mark = clock.n
-        clock.emit(w1)
+        resp = clock.emit(w1)
         clock.nan_at = None
-        resp = np.fromfile(path / "stream" / "data.f32", np.float32)
-        resp = resp.reshape(-1, len(names))[mark:clock.n].T
         cost = _beta(resp[:8], fs)
         truth.costs[k] = cost
         extra = {"latent": (target + rng.normal(0, 0.3 + 0.2 * abs(cost), LATENT_DIM)).tolist()} if latents else {}
