@@ -55,7 +55,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from loops.demo import run_demo
 
-    for line in run_demo(Path(args.out), seed=args.seed):
+    for line in run_demo(Path(args.out), seed=args.seed, speed=args.speed, budget=args.budget,
+                         live=False if args.no_live else None):
         print(line)
     return 0
 
@@ -245,9 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("demo", help="the main job end to end on the built-in defaults")
+    s = sub.add_parser("demo", help="a closed-loop session against a simulated patient, end to end (make demo)")
     s.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
     s.add_argument("--seed", type=int, default=None, help="evaluation-cohort patient seed (default: first)")
+    s.add_argument("--speed", type=float, default=2.0, help="the simulated patient's speed-up over real time")
+    s.add_argument("--budget", type=int, default=12, help="trials of the session")
+    s.add_argument("--no-live", action="store_true", help="log lines instead of the live terminal view")
     s.set_defaults(func=_cmd_demo)
 
     s = sub.add_parser("patients", help="list the synthetic patient families")

@@ -1,6 +1,4 @@
-"""``bfm-stim demo`` / ``make demo``: the main job end to end on the built-in defaults.
-
-Until the closed-loop session lands, the demo shows the physics the rest stands on: a
+"""The physics the closed loop stands on (the first ``bfm-stim demo``, kept as a tour): a
 parkinsonian basal-ganglia patient from the evaluation cohort is simulated without stimulation
 and with DBS-like trains on each contact (130 Hz, and 15 Hz as the control), and a cortical
 patient with and without 12 Hz visual flicker. It writes spectra as a PNG and the figures as

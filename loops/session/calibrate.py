@@ -302,3 +302,29 @@ def target_json(target: dict[str, Any]) -> str:
 def check_window(x: np.ndarray, fs: float, need_s: float) -> None:
     if x.shape[1] < int(0.9 * need_s * fs):
         raise ValidationError("response window", x.shape[1], f">= {int(0.9 * need_s * fs)} samples")
+
+
+def session_objective(session_dir: str | Path) -> Callable[[np.ndarray], float]:
+    """The measured objective of a finished (or running) session, rebuilt from its directory alone:
+    ``cost(x)`` of a window ``(n_stream_channels, n)`` µV at the stream rate, exactly as the trials scored it."""
+    from types import SimpleNamespace
+
+    from loops.session.config import SessionConfig
+
+    d = Path(session_dir)
+    meta = json.loads((d / "session.json").read_text())
+    cfg = SessionConfig.from_dict(meta["config"], base=meta.get("config_base", "."))
+    st = meta["stream"]
+    spec = SimpleNamespace(ch_names=tuple(st["ch_names"]), ch_types=tuple(st["ch_types"]), fs=float(st["fs"]),
+                           n_channels=int(st["n_channels"]), positions=None, source_id=st["source_id"],
+                           acquisition=st.get("acquisition", {}))
+    kind, _, arg = cfg.calibration.target.partition(":")
+    sur, rows = None, _neural_rows(spec)
+    if (d / "patient.pt").is_file():
+        from bfm_stim.surrogate import Surrogate
+
+        sur = Surrogate.from_patient_file(d / "patient.pt")
+        names = list(spec.ch_names)
+        rows = [names.index(n) for n in sur.ch_names] if sur.ch_names else rows
+    measured, _, _ = _target(cfg, spec, sur, rows, kind, arg, d, fresh=False)
+    return measured

@@ -172,7 +172,7 @@ class TrialConfig(_Table):
         rest_s: Inter-trial rest after each response window, s.
         response_s: Response window after the stimulation ends, s (0: the stimulation window only,
             the window the surrogate forecasts and the oracle scores).
-        stop_cost: End when a trial's cost is at or below this (``nan``: never).
+        stop_cost: End when a trial's cost is at or below this (absent: never).
         patience: End after this many trials without a new best (0: never).
         max_minutes: End after this much wall-clock time, minutes (0: never).
         prefetch: When the next proposal is computed: ``"pending"`` (as soon as this trial's command
@@ -189,7 +189,7 @@ class TrialConfig(_Table):
     budget: int = 20
     rest_s: float = 1.5
     response_s: float = 0.0
-    stop_cost: float = float("nan")
+    stop_cost: float | None = None
     patience: int = 0
     max_minutes: float = 0.0
     prefetch: str = "auto"
@@ -203,8 +203,8 @@ class TrialConfig(_Table):
         _num("trials", "budget", self.budget, lo=1, integer=True)
         _num("trials", "rest_s", self.rest_s, lo=0, hi=600)
         _num("trials", "response_s", self.response_s, lo=0, hi=60)
-        if not (isinstance(self.stop_cost, (int, float)) and not isinstance(self.stop_cost, bool)):
-            raise ConfigError(f"[trials] stop_cost = {self.stop_cost!r}: expected a number (nan: never)")
+        if self.stop_cost is not None:
+            _num("trials", "stop_cost", self.stop_cost)
         _num("trials", "patience", self.patience, lo=0, integer=True)
         _num("trials", "max_minutes", self.max_minutes, lo=0)
         if self.prefetch not in ("auto", "pending", "after_tell"):

@@ -123,7 +123,7 @@ class SessionContext:
         done = sum(v.status == "completed" for v in views)
         if done >= c.budget:
             return "budget"
-        if self.best is not None and not np.isnan(c.stop_cost) and self.best[0] <= c.stop_cost:
+        if self.best is not None and c.stop_cost is not None and self.best[0] <= c.stop_cost:
             return "target"
         if c.patience and self.since_best >= c.patience:
             return "patience"
@@ -355,7 +355,16 @@ def summarize(out: str | Path) -> dict[str, Any]:
     se_thr = 0.5
     ok = [v for v in done if v.side_effect is None or v.side_effect < se_thr]
     best = min(ok, key=lambda v: v.cost) if ok else None
-    dead = np.array([timing[v.trial]["dead_s"] for v in done if v.trial in timing])
+    # the first trial of each run waits for its first proposal, which nothing could overlap: the
+    # dead time is the loop's between trials (the first one's wait is reported apart)
+    firsts, after_start = set(), False
+    for r in recs:
+        if r["type"] == "start":
+            after_start = True
+        elif r["type"] == "timing" and after_start:
+            firsts.add(r["trial"])
+            after_start = False
+    dead = np.array([timing[v.trial]["dead_s"] for v in done if v.trial in timing and v.trial not in firsts])
     over = np.array([timing[v.trial]["overhead_s"] / timing[v.trial]["trial_s"] for v in done if v.trial in timing])
     charge = sum(float(v.extra.get("charge_uc") or 0.0) for v in done)
     return {
@@ -367,7 +376,8 @@ def summarize(out: str | Path) -> dict[str, Any]:
         "best": None if best is None else {"trial": best.trial, "stimulus": best.stimulus, "cost": best.cost},
         "charge_trials_uc": charge,
         "dead_time_ms": None if not dead.size else {"median": 1e3 * float(np.median(dead)),
-                                                    "p95": 1e3 * float(np.percentile(dead, 95))},
+                                                    "p95": 1e3 * float(np.percentile(dead, 95)), "n": int(dead.size)},
+        "first_trial_wait_ms": [1e3 * timing[k]["dead_s"] for k in sorted(firsts)],
         "overhead_fraction_median": None if not over.size else float(np.median(over)),
         "end_reason": ends[-1]["reason"] if ends else None, "runs": sum(r["type"] == "start" for r in recs),
         "faults": sum(r["type"] == "fault" for r in recs),

@@ -1,10 +1,10 @@
-"""`bfm-stim demo` runs end to end and shows what it claims."""
+"""The physics tour (spectra of DBS and flicker on the synthetic patients) runs and shows what it claims."""
 
 from __future__ import annotations
 
 import json
 
-from loops.demo import run_demo
+from loops.physics_tour import run_demo
 
 
 def test_demo_writes_plot_and_figures(tmp_path):
