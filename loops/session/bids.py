@@ -75,7 +75,8 @@ def _category(ev: Event) -> str:
     return word
 
 
-def events_table(events: Sequence[Event], fs: float, views: Mapping[int, Any] | None = None) -> tuple[list[str], list[list[str]]]:
+def events_table(events: Sequence[Event], fs: float,
+                 views: Mapping[int, Any] | None = None) -> tuple[list[str], list[list[str]]]:
     """Columns and rows of ``events.tsv`` for the FIF's events (onsets s from the first sample).
 
     Args:
@@ -106,7 +107,8 @@ def events_table(events: Sequence[Event], fs: float, views: Mapping[int, Any] | 
             row.update({
                 "electrical_stimulation_type": "biphasic" if s.get("biphasic", True) else "monophasic",
                 "electrical_stimulation_site": _na(s.get("contact")),
-                "electrical_stimulation_current": _na(float(s["amplitude_ma"]) / 1000.0 if "amplitude_ma" in s else None),
+                "electrical_stimulation_current": _na(float(s["amplitude_ma"]) / 1000.0 if "amplitude_ma" in s
+                                                      else None),
                 "electrical_stimulation_frequency": _na(s.get("frequency_hz")),
                 "electrical_stimulation_pulsewidth": _na(float(s["pulse_width_us"]) * 1e-6 if "pulse_width_us" in s
                                                           else None)})

@@ -3,8 +3,10 @@
 :func:`write_session_fif` turns ``DIR/stream/data.f32`` + ``times.f64`` (see :mod:`loops.session.store`)
 into ``DIR/recording.fif`` that ``mne.io.read_raw_fif`` opens:
 
-- The FIF time axis is the LSL clock: sample ``j`` is at ``t0 + j / fs`` (``t0``: the LSL timestamp of
-  the first received sample, kept in the file's ``bfm_stim`` meta as ``lsl_t0``). Where the stream
+- The FIF time axis is the LSL clock: sample ``j`` is at ``t0 + j / (fs * speed)`` (``t0``: the LSL
+  timestamp of the first received sample, kept in the file's ``bfm_stim`` meta as ``lsl_t0``; ``speed``:
+  ``session.json``'s ``stream.speed``, 1 for a real device, above 1 for a simulator run faster; the
+  file's own time is signal time, ``j / fs``). Where the stream
   has a gap (a dropout, a resumed run), zeros fill it and a ``BAD_ACQ_SKIP`` annotation covers it, so
   MNE skips it (``reject_by_annotation``). A gap longer than ``max_fill_s`` is filled with
   ``max_fill_s`` only, and a ``gap <seconds> s compressed`` marker says by how much time moved on.
@@ -143,25 +145,31 @@ class Timeline:
 
     Args:
         times: LSL timestamps of the received samples, ``(n,)`` s, non-decreasing.
-        fs: Nominal sampling rate, Hz.
-        min_gap_s: A step between two samples longer than ``1 / fs + min_gap_s`` s is a gap.
-        max_fill_s: Longest stretch of zeros inserted for one gap, s.
+        fs: Nominal sampling rate, Hz: the output has ``fs`` samples per second of signal.
+        speed: The device produces samples ``speed`` times faster than real time (a simulator run
+            faster in tests or demos; ``session.json`` ``stream.speed``): LSL time advances by
+            ``1 / (fs * speed)`` s per sample.
+        min_gap_s: A step between two samples longer than ``1 / (fs * speed) + min_gap_s`` LSL s is a gap.
+        max_fill_s: Longest stretch of zeros inserted for one gap, s of signal.
     """
 
-    def __init__(self, times: np.ndarray, fs: float, *, min_gap_s: float = 0.05, max_fill_s: float = 60.0) -> None:
+    def __init__(self, times: np.ndarray, fs: float, *, speed: float = 1.0, min_gap_s: float = 0.05,
+                 max_fill_s: float = 60.0) -> None:
         raw = np.asarray(times, np.float64)
         self.fs = float(fs)
+        self.speed = float(speed) if isinstance(speed, (int, float)) and math.isfinite(speed) and speed > 0 else 1.0
+        rate = self.fs * self.speed  # samples per LSL second
         n = raw.size
         step = np.diff(raw)
         # a clock that went backwards (a resumed run after a reboot): a gap of unknown length, 1 s shown
         step = np.where(step < 0, 1.0, step)
         #: Timestamps made non-decreasing (for searching), s.
         self.times = np.maximum.accumulate(raw) if n else raw
-        gap = np.nonzero(step > 1.0 / self.fs + min_gap_s)[0]
+        gap = np.nonzero(step > 1.0 / rate + min_gap_s)[0]
         inserted = np.zeros(n, np.int64)  # zeros inserted just before sample i
-        self.gaps: list[tuple[int, int, float]] = []  # (first filled output index, n filled, real gap s)
+        self.gaps: list[tuple[int, int, float]] = []  # (first filled output index, n filled, real gap LSL s)
         for i in gap:
-            fill = int(round(min(step[i], max_fill_s) * self.fs)) - 1
+            fill = int(round(min(step[i] * rate, max_fill_s * self.fs))) - 1
             inserted[i + 1] = max(fill, 0)
         #: Output index of every received sample, ``(n,)``.
         self.index = np.arange(n, dtype=np.int64) + np.cumsum(inserted)
@@ -177,10 +185,11 @@ class Timeline:
         if not ts.size or t <= ts[0]:
             return 0
         i = int(np.searchsorted(ts, t, side="right")) - 1  # last received sample at or before t
+        rate = self.fs * self.speed
         if i >= ts.size - 1:
-            return int(min(self.index[-1] + round((t - ts[-1]) * self.fs), self.n_out - 1))
+            return int(min(self.index[-1] + round((t - ts[-1]) * rate), self.n_out - 1))
         room = int(self.index[i + 1] - self.index[i])  # 1, or more across a filled gap
-        return int(self.index[i] + min(int(round((t - ts[i]) * self.fs)), room))
+        return int(self.index[i] + min(int(round((t - ts[i]) * rate)), room))
 
     def onset_s(self, t: float) -> float:
         """Onset from the first sample, s, of LSL time ``t``."""
@@ -204,10 +213,14 @@ def session_events(records: list[dict[str, Any]], timeline: Timeline) -> list[Ev
     rejected_acks: set[int] = set()
     events: list[Event] = []
 
-    def add(t: Any, desc: str, dur: float = 0.0, stim: Mapping[str, Any] | None = None) -> None:
+    def add(t: Any, desc: str, dur: float = 0.0, stim: Mapping[str, Any] | None = None, *,
+            until: float | None = None) -> None:
+        """``dur``: s of signal (a stimulus' duration_s); ``until``: the end as LSL time instead."""
         if not isinstance(t, (int, float)) or not math.isfinite(t):
             return
         onset = timeline.onset_s(float(t))
+        if until is not None:
+            dur = timeline.onset_s(until) - onset
         events.append(Event(onset, max(0.0, min(dur, duration - onset)), desc, dict(stim) if stim else None))
 
     for r in records:
@@ -221,7 +234,8 @@ def session_events(records: list[dict[str, Any]], timeline: Timeline) -> list[Ev
             dur = stim.get("duration_s")
             dur = float(dur) if isinstance(dur, (int, float)) and math.isfinite(dur) and dur > 0 else 0.0
             at = r.get("applied_at")
-            add(at if isinstance(at, (int, float)) else t, "stim " + _tags(trial=k, seq=r.get("seq")), dur, stim or None)
+            onset_t = at if isinstance(at, (int, float)) else t
+            add(onset_t, "stim " + _tags(trial=k, seq=r.get("seq")), dur, stim or None)
         elif typ == "ack":
             rejected_acks.add(k)
             add(t, "rejected " + _tags(trial=k, seq=r.get("seq"), reason=r.get("reason"), detail=r.get("detail")))
@@ -244,12 +258,13 @@ def session_events(records: list[dict[str, Any]], timeline: Timeline) -> list[Ev
         elif typ == "calibrated":
             rest = r.get("rest_window")
             if isinstance(rest, list) and len(rest) == 2 and all(isinstance(x, (int, float)) for x in rest):
-                add(rest[0], "calibration rest", float(rest[1]) - float(rest[0]))
+                add(rest[0], "calibration rest", until=float(rest[1]))
     for first, n_fill, real_s in timeline.gaps:
         onset = first / timeline.fs
         events.append(Event(onset, n_fill / timeline.fs, "BAD_ACQ_SKIP"))
-        if n_fill + 1 < round(real_s * timeline.fs):
-            events.append(Event(onset, 0.0, f"gap {real_s:.3f} s compressed to {(n_fill + 1) / timeline.fs:.3f} s"))
+        if n_fill + 1 < round(real_s * timeline.fs * timeline.speed):
+            shown = (n_fill + 1) / timeline.fs
+            events.append(Event(onset, 0.0, f"gap {real_s:.3f} s (LSL) compressed to {shown:.3f} s"))
     return events
 
 
@@ -282,7 +297,7 @@ def session_recording(folder: str | Path, *, min_gap_s: float = 0.05, max_fill_s
     if np.any(np.diff(s.times) < 0):
         log.warning("%s: LSL timestamps go backwards at %d places; kept in received order", folder,
                     int(np.sum(np.diff(s.times) < 0)))
-    tl = Timeline(s.times, s.fs, min_gap_s=min_gap_s, max_fill_s=max_fill_s)
+    tl = Timeline(s.times, s.fs, speed=s.spec.get("speed") or 1.0, min_gap_s=min_gap_s, max_fill_s=max_fill_s)
     out = np.zeros((s.data.shape[0], tl.n_out), np.float32)
     out[:, tl.index] = s.data
     bad = np.zeros(tl.n_out, bool)
@@ -291,7 +306,7 @@ def session_recording(folder: str | Path, *, min_gap_s: float = 0.05, max_fill_s
     records = read_log(folder / LOG)
     events = session_events(records, tl) + _nonfinite_events(bad, s.fs)
     info = {"session_id": next((r.get("session_id") for r in records if r.get("type") == "start"), None),
-            "lsl_t0": tl.t0, "source_id": s.spec.get("source_id"), "stream_name": s.spec.get("name"),
+            "lsl_t0": tl.t0, "speed": tl.speed, "source_id": s.spec.get("source_id"), "stream_name": s.spec.get("name"),
             "n_received": s.n_samples, "gaps": [[a, b, c] for a, b, c in tl.gaps], "source": "bfm-stim session"}
     log.info("%s: %d samples (%d received, %d gaps, %d non-finite), %d annotations", folder.name, tl.n_out,
              s.n_samples, len(tl.gaps), int(bad.sum()), len(events))

@@ -29,7 +29,7 @@ from loops.session import report_plots as plots
 from loops.session.fif import StreamData, Timeline, load_stream, read_meta
 from loops.session.store import CONTINUOUS, LOG, TrialView, read_log, trial_views
 
-__all__ = ["build_report", "session_summary", "trial_charge_uc", "REPORT_DIR"]
+__all__ = ["build_report", "session_summary", "trial_charge_uc", "fold_timings", "REPORT_DIR"]
 
 log = get_logger("loops.session.report")
 
@@ -38,8 +38,9 @@ _AFTER_TRIALS = 5  # the "after" spectrum averages the last this many response w
 
 
 def trial_charge_uc(stim: Mapping[str, Any], seconds: float | None = None) -> float:
-    """Charge delivered by an electrical train, µC (one phase per pulse: amplitude × pulse width ×
-    pulses). ``seconds`` (s) cuts the train short (a stopped trial); 0 for other kinds."""
+    """Charge delivered by an electrical train, µC: amplitude (mA) × pulse width (µs) / 1000 per phase,
+    × 2 phases when biphasic, × pulses (frequency × duration), as the session's ``charge_uc``.
+    ``seconds`` (s) cuts the train short (a stopped trial); 0 for other kinds."""
     if stim.get("kind") != "electrical":
         return 0.0
     try:
@@ -49,7 +50,24 @@ def trial_charge_uc(stim: Mapping[str, Any], seconds: float | None = None) -> fl
         return 0.0
     if seconds is not None:
         dur = min(dur, max(0.0, seconds))
-    return amp * 1e-3 * pw * 1e-6 * f * dur * 1e6
+    return amp * pw / 1000.0 * (2.0 if stim.get("biphasic", True) else 1.0) * f * dur
+
+
+def fold_timings(records: Sequence[Mapping[str, Any]], views: Sequence[TrialView]) -> None:
+    """Merge ``timing`` records (written after a trial's rest) into ``views[*].timing`` in place."""
+    by_trial = {v.trial: v for v in views}
+    for r in records:
+        if r.get("type") == "timing" and r.get("trial") in by_trial:
+            by_trial[r["trial"]].timing.update({k: v for k, v in r.items() if k not in ("type", "t", "lsl", "trial")})
+
+
+def _target(meta: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The target: ``session.json``'s ``target``, else the last ``calibrated`` record's."""
+    t = meta.get("target")
+    if not isinstance(t, Mapping):
+        cal = [r for r in records if r.get("type") == "calibrated" and isinstance(r.get("target"), Mapping)]
+        t = cal[-1]["target"] if cal else {}
+    return dict(t)
 
 
 def _finite(x: Any) -> float | None:
@@ -69,6 +87,10 @@ def session_summary(meta: Mapping[str, Any], records: Sequence[Mapping[str, Any]
     for v in views:
         if v.applied_at is None:
             continue
+        logged = _finite(v.extra.get("charge_uc")) if v.status == "completed" else None
+        if logged is not None:
+            charge += logged
+            continue
         cut = None
         if v.status != "completed" and _finite(stop_at.get(v.trial)) is not None:
             cut = stop_at[v.trial] - v.applied_at
@@ -78,15 +100,18 @@ def session_summary(meta: Mapping[str, Any], records: Sequence[Mapping[str, Any]
     trial_s = np.array([_finite(v.timing.get("trial_s")) or 0.0 for v in done])
     asks = np.array([a for v in views if (a := _finite(v.ask_s)) is not None])
     ts = [r["lsl"] for r in records if _finite(r.get("lsl")) is not None]
-    target = meta.get("target") or {}
+    target = _target(meta, records)
+    acq = stream.get("acquisition") or {}
+    patient = meta.get("patient") or (" seed ".join(str(x) for x in (acq.get("patient_id") or acq.get("model"),
+                                                                     acq.get("seed")) if x))
     ends = [r for r in records if r.get("type") == "end"]
     return {
-        "patient": meta.get("patient") or stream.get("name") or "n/a",
-        "device": " · ".join(str(x) for x in (stream.get("source_id") or dev.get("source_id"),
-                                               stream.get("name") or dev.get("name")) if x) or "n/a",
+        "patient": patient or stream.get("name") or "n/a",
+        "device": " · ".join(dict.fromkeys(str(x) for x in (stream.get("source_id") or dev.get("source_id"),
+                                                             stream.get("name") or dev.get("name")) if x)) or "n/a",
         "stream": (f"{stream.get('n_channels', len(stream.get('ch_names') or []))} channels at "
                    f"{stream.get('fs', float('nan')):g} Hz") if stream else "n/a",
-        "target": target.get("kind") or cal.get("target") or "n/a",
+        "target": target.get("spec") or target.get("kind") or cal.get("target") or "n/a",
         "optimizer": trials_cfg.get("optimizer") or (meta.get("optimizer") or "n/a"),
         "budget": trials_cfg.get("budget"),
         "n_trials": len(views),
@@ -142,13 +167,14 @@ def _spectra(stream: StreamData | None, records: Sequence[Mapping[str, Any]], vi
              continuous: dict[int, list[dict[str, Any]]]) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     if stream is None or stream.n_samples == 0:
         return []
+    speed = float(stream.spec.get("speed") or 1.0)
     picks = np.array([i for i, t in enumerate(stream.ch_types) if t in VOLTAGE_TYPES]) \
         if any(t in VOLTAGE_TYPES for t in stream.ch_types) else np.arange(len(stream.ch_types))
     wanted: list[tuple[str, list[tuple[float, float]]]] = []
     cal = [r for r in records if r.get("type") == "calibrated" and isinstance(r.get("rest_window"), list)]
     if cal:
         a, b = cal[-1]["rest_window"][:2]
-        wanted.append((f"before: calibration rest ({b - a:.0f} s)", [(a, b)]))
+        wanted.append((f"before: calibration rest ({(b - a) * speed:.0f} s)", [(a, b)]))
     else:
         first = next((r.get("lsl") for r in records if r.get("type") == "sent"), None)
         if _finite(first) is not None and first > stream.times[0] + 1.0:
@@ -172,7 +198,8 @@ def _spectra(stream: StreamData | None, records: Sequence[Mapping[str, Any]], vi
 
 
 def _lanes(records: Sequence[Mapping[str, Any]], views: Sequence[TrialView], t0: float,
-           continuous: dict[int, list[dict[str, Any]]]) -> dict[str, list[tuple[float, float]]]:
+           continuous: dict[int, list[dict[str, Any]]], speed: float = 1.0) -> dict[str, list[tuple[float, float]]]:
+    """Timeline lanes in LSL s from ``t0``; a train lasts ``duration_s / speed`` LSL s."""
     lanes: dict[str, list[tuple[float, float]]] = {k: [] for k in
                                                    ("sent", "applied", "rejected", "interrupted", "stop", "fault",
                                                     "recovered", "continuous")}
@@ -185,7 +212,8 @@ def _lanes(records: Sequence[Mapping[str, Any]], views: Sequence[TrialView], t0:
             lanes["sent"].append((t - t0, 0.0))
         elif typ == "ack" and r.get("status") == "applied":
             at = _finite(r.get("applied_at")) or t
-            lanes["applied"].append((at - t0, float(stims.get(r.get("trial"), {}).get("duration_s", 0.0) or 0.0)))
+            dur = _finite(stims.get(r.get("trial"), {}).get("duration_s")) or 0.0
+            lanes["applied"].append((at - t0, dur / speed))
         elif typ == "ack":
             lanes["rejected"].append((t - t0, 0.0))
         elif typ in ("interrupted", "stop", "fault", "recovered"):
@@ -225,6 +253,7 @@ def build_report(dir: Path) -> Path:  # noqa: A002
     meta = read_meta(folder)
     records = read_log(folder / LOG)
     views = trial_views(records)
+    fold_timings(records, views)
     continuous: dict[int, list[dict[str, Any]]] = {}
     for r in read_log(folder / CONTINUOUS):
         if _finite(r.get("t")) is not None:
@@ -243,13 +272,14 @@ def build_report(dir: Path) -> Path:  # noqa: A002
     gaps: list[tuple[float, float]] = []
     t_end = max((r["lsl"] for r in records if _finite(r.get("lsl")) is not None), default=t0) - t0
     if stream is not None and stream.n_samples:
-        tl = Timeline(stream.times, stream.fs)
+        tl = Timeline(stream.times, stream.fs, speed=stream.spec.get("speed") or 1.0)
         ts = tl.times
         for first, _, real in tl.gaps:
             i = int(np.searchsorted(tl.index, first)) - 1
             gaps.append((ts[i] - t0, ts[i] - t0 + real))
         t_end = max(t_end, float(ts[-1] - t0))
-    target = (meta.get("target") or {}).get("latent")
+    target = _target(meta, records).get("latent")
+    speed = float(stream.spec.get("speed") or 1.0) if stream is not None else 1.0
     figures = [
         ("cost", "Cost per trial", plots.cost_figure(views), "No trial was proposed."),
         ("latent", "Latent trajectory against the target", plots.latent_figure(views, target),
@@ -257,7 +287,7 @@ def build_report(dir: Path) -> Path:  # noqa: A002
         ("spectra", "Spectra before and after", plots.spectra_figure(_spectra(stream, records, views, continuous)),
          "Too little signal for spectra."),
         ("parameters", "Stimulus parameters explored", plots.parameters_figure(views), "No stimulus to show."),
-        ("timeline", "Acknowledgements and faults", plots.timeline_figure(_lanes(records, views, t0, continuous),
+        ("timeline", "Acknowledgements and faults", plots.timeline_figure(_lanes(records, views, t0, continuous, speed),
                                                                           gaps, t_end), "Nothing was sent."),
         ("continuous", "Continuous mode", plots.continuous_figure(continuous), None),
     ]
@@ -285,7 +315,8 @@ def build_report(dir: Path) -> Path:  # noqa: A002
 _CSS = """
 body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;background:#f5f6f8;color:#1d2330}
 main{max-width:1240px;margin:0 auto;padding:24px 28px 48px}
-h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 10px;border-bottom:1px solid #dde1e7;padding-bottom:4px}
+h1{font-size:24px;margin:0 0 4px}
+h2{font-size:18px;margin:28px 0 10px;border-bottom:1px solid #dde1e7;padding-bottom:4px}
 .sub{color:#5b6575;font-size:13px;margin-bottom:18px}
 .cards{display:grid;grid-template-columns:repeat(4,1fr);gap:10px}
 .card{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:10px 14px}
@@ -327,7 +358,7 @@ def _html(name: str, s: dict[str, Any], images: list[tuple[str, str, str | None,
               (f"trial {best['trial']} (first completed: {_fmt(s['first_cost'])})") if best else ""),
         _card("best stimulus", _stim_text(best["stimulus"]) if best else "n/a", cls="card wide"),
         _card("charge delivered", f"{s['charge_uc'] / 1e3:.3g} mC" if s["charge_uc"] >= 1e3 else
-              f"{s['charge_uc']:.3g} µC", "trials, one phase per pulse"),
+              f"{s['charge_uc']:.3g} µC", "trials, both phases of every pulse"),
         _card("dead time", f"{dead[0]:.1f} ms median" if dead else "n/a", f"p95 {dead[1]:.1f} ms" if dead else ""),
         _card("loop overhead", f"{s['overhead_pct']:.1f} % of trial time" if s["overhead_pct"] is not None else "n/a",
               f"ask median {s['ask_ms']:.0f} ms" if s["ask_ms"] is not None else ""),

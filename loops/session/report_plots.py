@@ -26,7 +26,8 @@ plt.rcParams.update({"font.size": 10, "axes.spines.top": False, "axes.spines.rig
 
 
 def _cost(v: TrialView) -> float | None:
-    return float(v.cost) if v.status == "completed" and isinstance(v.cost, (int, float)) and math.isfinite(v.cost) else None
+    ok = v.status == "completed" and isinstance(v.cost, (int, float)) and math.isfinite(v.cost)
+    return float(v.cost) if ok else None
 
 
 def cost_figure(views: Sequence[TrialView]) -> Figure | None:
@@ -134,7 +135,8 @@ def _log_hz_axis(ax: Any, freqs: Sequence[Any]) -> None:
     ax.set_xscale("log")
     if f:
         lo, hi = min(f), max(f)
-        ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if lo / 1.6 <= t <= hi * 1.6]
+        grid = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if hi / lo <= 15 else (1, 3, 10, 30, 100, 300, 1000)
+        ticks = [t for t in grid if lo / 1.6 <= t <= hi * 1.6]
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.xaxis.set_minor_formatter(NullFormatter())
 
@@ -246,7 +248,7 @@ def timeline_figure(lanes: dict[str, list[tuple[float, float]]], gaps: Sequence[
     ax.set_yticks(range(len(order)), [f"{n} ({len(lanes[n])})" for n in order])
     ax.set_ylim(-0.7, len(order) - 0.3)
     ax.invert_yaxis()
-    label = "time from the first sample (s)"
+    label = "LSL time from the first sample (s)"
     if gaps:
         label += "; grey: stream gaps" + (f", those over {long_gap:.0f} s drawn shorter" if any(
             b - a > long_gap for a, b in gaps) else "")

@@ -46,8 +46,9 @@ class Truth:
 class _Clock:
     """Emits the patient's samples up to a given LSL time into the SignalWriter."""
 
-    def __init__(self, patient: Any, writer: Any, fs: float, rng: np.random.Generator) -> None:
-        self.p, self.w, self.fs, self.rng = patient, writer, fs, rng
+    def __init__(self, patient: Any, writer: Any, fs: float, rng: np.random.Generator, speed: float = 1.0) -> None:
+        self.p, self.w, self.rng = patient, writer, rng
+        self.fs = fs * speed  # samples per LSL second (a simulator run faster than real time)
         self.t = T0  # time of the next sample
         self.n = 0
         self.nan_at: tuple[float, float] | None = None
@@ -79,7 +80,8 @@ def _stimulus(rng: np.random.Generator, kind: str) -> dict[str, Any]:
         return Stimulus.sensory(modality=str(rng.choice(["visual_flicker", "auditory_clicks"])),
                                 frequency_hz=float(np.round(rng.uniform(5, 45), 1)),
                                 level=float(np.round(rng.uniform(0.1, 1.0), 2))).to_dict()
-    return Stimulus.electrical(contact=f"c{int(rng.integers(0, 4))}", amplitude_ma=float(np.round(rng.uniform(0.5, 3.0), 2)),
+    return Stimulus.electrical(contact=f"c{int(rng.integers(0, 4))}",
+                               amplitude_ma=float(np.round(rng.uniform(0.5, 3.0), 2)),
                                frequency_hz=float(np.round(rng.uniform(20, 180))), pulse_width_us=60.0,
                                duration_s=1.0).to_dict()
 
@@ -94,7 +96,7 @@ def _beta(x: np.ndarray, fs: float) -> float:
 def make_session(path: Path, *, n_trials: int = 8, seed: int = 0, kind: str = "electrical",
                  interrupt: int | None = 4, reject: int | None = 2, nonfinite: int | None = 5,
                  resume: bool = True, continuous: bool = True, latents: bool = True, rest_s: float = 4.0,
-                 trial_rest_s: float = 0.3) -> Truth:
+                 trial_rest_s: float = 0.3, speed: float = 1.0) -> Truth:
     """Write a session directory at ``path`` (see the module docstring); returns the ground truth."""
     rng = np.random.default_rng(seed)
     patient = simulators.make("bg-beta-v0", seed=seed + 1)
@@ -105,20 +107,21 @@ def make_session(path: Path, *, n_trials: int = 8, seed: int = 0, kind: str = "e
     meta = {"config": {"device": {"source_id": f"sim-{seed}", "name": "bfm-sim"},
                        "trials": {"optimizer": "guided", "budget": n_trials, "seed": seed},
                        "calibration": {"target": "healthy", "mode": "zero_shot", "rest_s": rest_s}},
-            "versions": {"bfm_stim": "0.1.0"}, "patient": f"bg-beta-v0 seed={seed + 1}",
-            "stream": {"source_id": f"sim-{seed}", "name": "bfm-sim", "fs": fs, "ch_names": names,
+            "versions": {"bfm_stim": "0.1.0"},
+            "stream": {"source_id": f"sim-{seed}", "name": "bfm-sim", "fs": fs, "speed": speed, "ch_names": names,
                        "ch_types": [t.upper() for t in patient.channel_types],
-                       "units": ["microvolts"] * len(names), "n_channels": len(names)},
-            "target": {"kind": "healthy", **({"latent": target.tolist()} if latents else {})}}
+                       "units": ["microvolts"] * len(names), "n_channels": len(names),
+                       "acquisition": {"model": "bg-beta-v0", "patient_id": "bg-beta-v0", "seed": str(seed + 1)}}}
     store.write_meta(meta)
     writer = store.open_signal(len(names))
-    clock = _Clock(patient, writer, fs, rng)
+    clock = _Clock(patient, writer, fs, rng, speed)
     truth = Truth(fs=fs, t0=T0, n_channels=len(names), ch_names=names, ch_types=list(patient.channel_types))
     store.append("start", lsl=T0 - 0.5, run=0, resume=False, session_id="s-test", first_seq=0)
-    clock.emit(T0 + rest_s)
-    truth.rest_window = (T0, T0 + rest_s)
-    store.append("calibrated", lsl=clock.t, rest_s=rest_s, mode="zero_shot", target={"kind": "healthy"},
-                 adapt={"mode": "zero_shot"}, rest_window=[T0, T0 + rest_s])
+    clock.emit(T0 + rest_s / speed)
+    truth.rest_window = (T0, T0 + rest_s / speed)
+    store.append("calibrated", lsl=clock.t, rest_s=rest_s, mode="zero_shot",
+                 target={"kind": "healthy", "spec": "healthy", **({"latent": target.tolist()} if latents else {})},
+                 adapt={"mode": "zero_shot"}, rest_window=list(truth.rest_window), baseline_cost=6.5)
     seq = 0
 
     def trial(k: int) -> None:
@@ -129,7 +132,7 @@ def make_session(path: Path, *, n_trials: int = 8, seed: int = 0, kind: str = "e
         store.append("asked", lsl=t, trial=k, stimulus=stim, ask_s=float(rng.uniform(0.05, 0.4)), probe=k == 0)
         clock.emit(t + 0.005)
         apply_at = t + 0.025
-        store.append("sent", lsl=clock.t, trial=k, seq=seq, apply_at=apply_at, session_id="s-test")
+        store.append("sent", lsl=clock.t, trial=k, seq=seq, apply_at=apply_at, session_id="s-test", stimulus=stim)
         if k == reject:
             clock.emit(t + 0.02)
             store.append("ack", lsl=clock.t, trial=k, seq=seq, status="rejected", reason="unsafe",
@@ -143,7 +146,8 @@ def make_session(path: Path, *, n_trials: int = 8, seed: int = 0, kind: str = "e
         applied = clock.t + float(rng.uniform(0.0, 0.0008))
         if kind == "electrical":
             patient.start_stimulation(Stimulus.from_dict(stim))
-        store.append("ack", lsl=applied + 0.0005, trial=k, seq=seq, status="applied", applied_at=applied)
+        store.append("ack", lsl=applied + 0.0005, trial=k, seq=seq, status="applied", applied_at=applied,
+                     reason=None, detail=None, side_effect=None)
         truth.applied[k] = applied
         seq += 1
         if k == interrupt:
@@ -165,20 +169,23 @@ def make_session(path: Path, *, n_trials: int = 8, seed: int = 0, kind: str = "e
             clock.nan_at = (applied + 1.1, applied + 1.13)
             truth.nonfinite = clock.nan_at
         dur = float(stim.get("duration_s", 1.0))
-        clock.emit(applied + dur)
-        w0, w1 = clock.t, clock.t + 0.5
+        clock.emit(applied + dur / speed)
+        w0, w1 = clock.t, clock.t + 0.5 / speed
         resp = clock.emit(w1)
         clock.nan_at = None
         cost = _beta(resp[:8], fs)
         truth.costs[k] = cost
         extra = {"latent": (target + rng.normal(0, 0.3 + 0.2 * abs(cost), LATENT_DIM)).tolist()} if latents else {}
-        timing = {"lead_s": 0.025, "stim_s": dur, "response_s": 0.5, "rest_s": trial_rest_s,
-                  "overhead_s": float(rng.uniform(0.005, 0.03)), "dead_s": float(rng.uniform(0.001, 0.012)),
-                  "trial_s": 0.025 + dur + 0.5 + trial_rest_s}
+        charge = (stim["amplitude_ma"] * stim["pulse_width_us"] / 1000 * 2 * stim["frequency_hz"] * dur
+                  if kind == "electrical" else 0.0)
         store.append("outcome", lsl=clock.t + 0.002, trial=k, cost=cost, side_effect=None, window=[w0, w1],
-                     timing=timing, **extra)
+                     seq=seq - 1, charge_uc=charge, score_s=0.004, **extra)
         truth.status[k] = "completed"
         clock.emit(clock.t + trial_rest_s)
+        # as the runner: timings in their own record, after the rest
+        store.append("timing", lsl=clock.t, trial=k, trial_s=0.025 + dur + 0.5 + trial_rest_s, stim_s=dur,
+                     response_s=0.5, rest_s=trial_rest_s, overhead_s=float(rng.uniform(0.005, 0.03)),
+                     dead_s=float(rng.uniform(0.001, 0.012)), lead_s=0.025, ask_s=0.1, policy="pending", sync=False)
 
     for k in range(n_trials):
         trial(k)
@@ -208,7 +215,8 @@ def make_session(path: Path, *, n_trials: int = 8, seed: int = 0, kind: str = "e
             store.append("continuous", lsl=clock.t, phase="end", mode=mode, segment=seg, charge_uc=12.5)
     best = min(truth.costs, key=truth.costs.get) if truth.costs else None
     store.append("end", lsl=clock.t, reason="budget",
-                 best=None if best is None else {"trial": best, "stimulus": truth.stimuli[best], "cost": truth.costs[best]})
+                 best=None if best is None else {"trial": best, "stimulus": truth.stimuli[best],
+                                                 "cost": truth.costs[best]})
     store.close()
     truth.n_samples = clock.n
     return truth

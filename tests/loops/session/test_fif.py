@@ -142,3 +142,20 @@ def test_bad_stream_spec_names_the_field(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(RecordingError, match=r"stream\.fs=0"):
         write_session_fif(tmp_path / "bad")
+
+
+def test_faster_than_real_time_stream_maps_lsl_time_by_speed(tmp_path: Path) -> None:
+    """A simulator served at speed 2: LSL time runs at half the signal's time; the FIF keeps signal time."""
+    path = tmp_path / "fast"
+    truth = make_session(path, n_trials=4, seed=11, speed=2.0, resume=False, continuous=False, nonfinite=None,
+                         reject=None, interrupt=2)
+    raw = mne.io.read_raw_fif(write_session_fif(path), verbose="error")
+    assert raw.n_times == truth.n_samples + int(round(2.0 * truth.fs * 2.0))  # 2 s (LSL) dropout: 4 s of zeros
+    for o, du, d in _ann(raw, "stim "):
+        k = int(re.search(r"trial=(\d+)", d).group(1))
+        assert abs(o - (truth.applied[k] - T0) * 2.0) <= 1.0 / truth.fs or truth.applied[k] > truth.dropout[0]
+        assert du == pytest.approx(truth.stimuli[k]["duration_s"])  # signal seconds
+    rest = _ann(raw, "calibration rest")[0]
+    assert rest[0] == 0.0 and rest[1] == pytest.approx(4.0, abs=2.0 / truth.fs)  # rest_s of signal
+    skip = _ann(raw, "BAD_ACQ_SKIP")[0]
+    assert skip[1] == pytest.approx(4.0, abs=2.0 / truth.fs)

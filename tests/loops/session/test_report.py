@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loops.session.report import build_report, session_summary, trial_charge_uc
+from loops.session.report import build_report, fold_timings, session_summary, trial_charge_uc
 from loops.session.store import LOG, SessionStore, read_log, trial_views
 
 from ._fake_session import make_session, tear
@@ -60,6 +60,7 @@ def test_summary_numbers(built) -> None:
     path, truth, _, _ = built
     records = read_log(path / LOG)
     views = trial_views(records)
+    fold_timings(records, views)  # the runner logs timings in "timing" records after the rest
     s = session_summary(SessionStore(path, create=False).meta, records, views)
     # charge: completed trials in full, the interrupted one up to its stop
     expected = sum(trial_charge_uc(truth.stimuli[k]) for k, st in truth.status.items() if st == "completed")
@@ -68,8 +69,10 @@ def test_summary_numbers(built) -> None:
     expected += trial_charge_uc(truth.stimuli[k_int], stop - truth.applied[k_int])
     assert s["charge_uc"] == pytest.approx(expected)
     stim = truth.stimuli[0]
-    assert trial_charge_uc(stim) == pytest.approx(stim["amplitude_ma"] * stim["pulse_width_us"] * 1e-3
+    # mA × µs / 1000 = µC per phase; two phases; frequency × duration pulses
+    assert trial_charge_uc(stim) == pytest.approx(stim["amplitude_ma"] * stim["pulse_width_us"] / 1000 * 2
                                                    * stim["frequency_hz"] * stim["duration_s"])
+    assert s["patient"] == "bg-beta-v0 seed 3" and s["target"] == "healthy"
     dead = [v.timing["dead_s"] for v in views if v.status == "completed"]
     assert s["dead_ms"][0] == pytest.approx(np.median(dead) * 1e3)
     assert s["dead_ms"][1] == pytest.approx(np.percentile(dead, 95) * 1e3)
