@@ -288,6 +288,6 @@ def continuous_figure(segments: dict[int, list[dict[str, Any]]]) -> Figure | Non
         ax.set_title(f"segment {seg}: {mode}, {t[-1]:.1f} s, mean amplitude {mean_amp:.2f} mA", fontsize=10)
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = ax2.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, loc="upper left", bbox_to_anchor=(1.06, 1.0))
+        ax.legend(h1 + h2, l1 + l2, loc="upper left", bbox_to_anchor=(1.09, 1.0))
     axes[-1, 0].set_xlabel("time from segment start (s)")
     return fig
