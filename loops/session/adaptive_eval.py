@@ -57,7 +57,7 @@ from loops.session.biomarker import BandPowerBiomarker
 from loops.session.controller import AdaptiveController, ControllerConfig, OpenLoop
 
 __all__ = ["PATIENT_ID", "TRAIN_SEEDS_OFFSET", "train_seeds", "eval_space", "select_contact", "run", "evaluate",
-           "tune", "ceiling", "main"]
+           "decode", "tune", "ceiling", "dynamics", "main"]
 
 log = get_logger("session.adaptive_eval")
 
@@ -268,8 +268,8 @@ def run(seed: int, cfg: ControllerConfig, duration_s: float = 60.0, *, rest_s: f
     return out
 
 
-def _median(rows: list[dict[str, Any]], run: str, key: str) -> float:
-    v = [r[run][key] for r in rows if run in r and key in r[run]]
+def _median(rows: list[dict[str, Any]], name: str, key: str) -> float:
+    v = [r[name][key] for r in rows if name in r and key in r[name]]
     return float(np.median(v)) if v else math.nan
 
 
@@ -302,24 +302,43 @@ def _log_map(u: float, lo: float, hi: float) -> float:
     return float(math.exp(math.log(lo) + min(max(u, 0.0), 1.0) * (math.log(hi) - math.log(lo))))
 
 
-def decode(z: Sequence[float], base: ControllerConfig, mode: str) -> ControllerConfig:
-    """A controller config from unit-cube gains ``z`` (6 numbers in [0, 1]) for ``mode``.
+PARAMETERIZATIONS = ("dual_threshold", "dual_threshold_offset", "proportional")
 
-    Coordinates: threshold quantile on; lower threshold as a fraction of it (dual threshold) or
-    the gain, 0.3–100 mA/decade, log (proportional); ramp up and ramp down, 0.05–100 mA/s, log;
-    smoothing 0.01–1 s, log (below 0.02 s: none); amplitude floor as a fraction of amplitude_max.
+
+def decode(z: Sequence[float], base: ControllerConfig, mode: str) -> ControllerConfig:
+    """A controller config from unit-cube gains ``z`` (6 numbers in [0, 1]).
+
+    ``mode`` is one of :data:`PARAMETERIZATIONS`. Coordinates:
+
+    0. the upper threshold: a rest quantile 0.05–0.98 (``dual_threshold``, ``proportional``) or
+       an offset from the rest median, -1.5 to +0.3 decades (``dual_threshold_offset``);
+    1. the lower threshold as a fraction of the upper quantile (``dual_threshold``), its distance
+       below the upper offset, 0–0.6 decades (``dual_threshold_offset``), or the gain,
+       0.3–100 mA/decade, log (``proportional``);
+    2. 3. ramp up, ramp down: 0.05–100 mA/s, log;
+    4. smoothing: 0.01–1 s, log (below 0.02 s: none);
+    5. amplitude floor as a fraction of amplitude_max.
     """
+    if mode not in PARAMETERIZATIONS:
+        raise ValidationError("mode", mode, f"one of {PARAMETERIZATIONS}")
     z = [min(max(float(v), 0.0), 1.0) for v in z]
-    q_on = 0.05 + 0.93 * z[0]
+    if len(z) != 6:
+        raise ValidationError("z", len(z), "6 numbers in [0, 1]")
     tau = _log_map(z[4], 0.01, 1.0)
-    common = dict(mode=mode, threshold_on=None, threshold_off=None, threshold_quantile_on=round(q_on, 4),
+    common = dict(threshold_on=None, threshold_off=None, threshold_quantile_on=round(0.05 + 0.93 * z[0], 4),
+                  threshold_quantile_off=None, threshold_offset_on=None, threshold_offset_off=None,
                   ramp_up_ma_per_s=round(_log_map(z[2], 0.05, 100.0), 4),
                   ramp_down_ma_per_s=round(_log_map(z[3], 0.05, 100.0), 4),
                   smoothing_s=0.0 if tau < 0.02 else round(tau, 4),
                   amplitude_min_ma=round(z[5] * base.amplitude_max_ma, 3))
     if mode == "dual_threshold":
-        return base.replace(threshold_quantile_off=round(q_on * z[1], 4), **common)
-    return base.replace(threshold_quantile_off=None, gain_ma_per_decade=round(_log_map(z[1], 0.3, 100.0), 4), **common)
+        common.update(threshold_quantile_off=round(common["threshold_quantile_on"] * z[1], 4))
+        return base.replace(mode="dual_threshold", **common)
+    if mode == "dual_threshold_offset":
+        on = round(-1.5 + 1.8 * z[0], 4)
+        common.update(threshold_offset_on=on, threshold_offset_off=round(on - 0.6 * z[1], 4))
+        return base.replace(mode="dual_threshold", **common)
+    return base.replace(mode="proportional", gain_ma_per_decade=round(_log_map(z[1], 0.3, 100.0), 4), **common)
 
 
 def _objective(rows: list[dict[str, Any]], target: float, penalty: float) -> float:
@@ -328,9 +347,9 @@ def _objective(rows: list[dict[str, Any]], target: float, penalty: float) -> flo
     return float(cf.mean() + penalty * np.maximum(0.0, target - sr).mean())
 
 
-def tune(train_seeds: Sequence[int], base: ControllerConfig | None = None, *, modes: Sequence[str] = ("dual_threshold",
-         "proportional"), duration_s: float = 30.0, rest_s: float = 20.0, window_s: float = 0.5,
-         generations: int = 12, popsize: int = 8, sigma0: float = 0.3, seed: int = 0, target: float = 0.92,
+def tune(train_seeds: Sequence[int], base: ControllerConfig | None = None, *,
+         modes: Sequence[str] = PARAMETERIZATIONS, duration_s: float = 60.0, rest_s: float = 20.0, window_s: float = 0.5,
+         generations: int = 10, popsize: int = 8, sigma0: float = 0.3, seed: int = 0, target: float = 0.92,
          penalty: float = 5.0, history: list[dict[str, Any]] | None = None) -> ControllerConfig:
     """Tune the controller's gains on training patients with CMA-ES; returns the best config.
 
@@ -341,7 +360,7 @@ def tune(train_seeds: Sequence[int], base: ControllerConfig | None = None, *, mo
     Args:
         train_seeds: Patients to tune on; never the ones reported (:func:`train_seeds`).
         base: Fixed settings (amplitude_max, frequency, pulse width, period, contact); default config.
-        modes: Controller modes tried, each tuned separately; the better objective wins.
+        modes: Parameterizations (:func:`decode`) tried, each tuned separately; the best objective wins.
         duration_s, rest_s, window_s: As :func:`evaluate` (shorter runs for speed).
         generations, popsize, sigma0, seed: CMA-ES budget and settings (gains in the unit cube).
         target, penalty: The objective's constraint and weight.
@@ -365,7 +384,8 @@ def tune(train_seeds: Sequence[int], base: ControllerConfig | None = None, *, mo
                     for s, ol in zip(setups, ols)]
             return _objective(rows, target, penalty), cfg
 
-        x0 = [0.6, 0.6, 0.8, 0.8, 0.2, 0.0] if mode == "dual_threshold" else [0.3, 0.5, 0.8, 0.8, 0.2, 0.3]
+        x0 = {"dual_threshold": [0.6, 0.6, 0.8, 0.8, 0.2, 0.0], "dual_threshold_offset": [0.3, 0.3, 0.6, 0.6, 0.2, 0.0],
+              "proportional": [0.3, 0.5, 0.8, 0.8, 0.2, 0.3]}[mode]
         es = cma.CMAEvolutionStrategy(x0, sigma0, {"bounds": [0.0, 1.0], "popsize": popsize, "seed": seed + 1,
                                                    "verbose": -9})
         for g in range(generations):
@@ -389,14 +409,17 @@ def tune(train_seeds: Sequence[int], base: ControllerConfig | None = None, *, mo
 def ceiling(seeds: Sequence[int], cfg: ControllerConfig, duration_s: float = 60.0, *, rest_s: float = 20.0,
             window_s: float = 0.5, quantiles: Sequence[float] = (0.5, 0.7), lookahead: Sequence[int] = (0, 1, 2),
             duties: Sequence[tuple[float, float]] = ((0.2, 0.2), (0.3, 0.1), (0.1, 0.1), (0.5, 0.5)),
-            amplitudes: Sequence[float] = (1.0, 1.5, 2.0, 2.5)) -> dict[str, Any]:
+            amplitudes: Sequence[float] = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5)) -> dict[str, Any]:
     """What any controller could reach on this simulator, per patient.
 
     * ``oracle``: stimulate a block when the off run's (same noise) beta power in that block or
       the ``lookahead`` blocks after it exceeds its ``quantile`` — perfect knowledge of the
       unstimulated future;
     * ``duty``: periodic on/off trains (on s, off s) at amplitude_max — timing without information;
-    * ``amplitude``: continuous stimulation at lower amplitudes — dose instead of timing.
+    * ``amplitude``: continuous stimulation at lower amplitudes — dose instead of timing;
+      ``titrated``: the lowest of them reaching 90 % of open loop's suppression (per-patient
+      titration: the most an amplitude-setting controller could save);
+    * ``dynamics``: burstiness and response times (:func:`dynamics`).
     Each entry: suppression, suppression_ratio and charge_fraction against open loop.
     """
     rows = []
@@ -418,13 +441,68 @@ def ceiling(seeds: Sequence[int], cfg: ControllerConfig, duration_s: float = 60.
         for a in amplitudes:
             r = _simulate(s, cfg, "constant", duration_s, rest_s, window_s=window_s, amplitude_ma=a)
             row["amplitude"][f"{a:g}mA"] = _keep(_summary(s, r, ol))
+        ok = [a for a in amplitudes if row["amplitude"][f"{a:g}mA"]["suppression_ratio"] >= 0.9]
+        row["titrated"] = dict(row["amplitude"][f"{min(ok):g}mA"], amplitude_ma=min(ok)) if ok else None
+        row["dynamics"] = dynamics(seed, cfg.replace(contact=s.contact))
         rows.append(row)
     med: dict[str, Any] = {}
     for group in ("oracle", "duty", "amplitude"):
         for key in rows[0][group]:
             med[f"{group}:{key}"] = {k: float(np.median([r[group][key][k] for r in rows]))
                                      for k in ("suppression_ratio", "charge_fraction", "time_on_fraction")}
+    tit = [r["titrated"] for r in rows if r["titrated"] is not None]
+    med["titrated"] = {"n_reaching_90pct": len(tit),
+                       "n_meeting_target": sum(t["charge_fraction"] <= 0.5 for t in tit),
+                       "charge_fraction": float(np.median([t["charge_fraction"] for t in tit])) if tit else math.nan}
+    med["dynamics"] = {k: float(np.median([r["dynamics"][k] for r in rows])) for k in rows[0]["dynamics"]}
     return {"seeds": list(seeds), "duration_s": duration_s, "patients": rows, "median": med}
+
+
+def dynamics(seed: int, cfg: ControllerConfig, *, rest_s: float = 60.0, cycles: int = 15,
+             patient_id: str = PATIENT_ID) -> dict[str, float]:
+    """How bursty beta is and how fast stimulation moves it, on one patient (DBS channels).
+
+    From ``rest_s`` without stimulation: the beta envelope's (13–30 Hz band-pass, Hilbert power,
+    mean over DBS channels) autocorrelation time (1/e, ms) and the median and 90th-percentile
+    duration of its excursions above its 75th percentile (ms). From ``cycles`` of 1 s trains at
+    ``amplitude_max_ma`` every 3 s on the reviewed contact: the time after onset until the mean
+    envelope falls below half its rest mean, and after offset until it is back above half (ms).
+    """
+    import simulators
+    from scipy.signal import butter, hilbert, sosfiltfilt
+
+    p = simulators.make(patient_id, seed=seed)
+    fs, dbs = p.fs, _dbs(p)
+    sos = butter(4, BETA, btype="band", fs=fs, output="sos")
+
+    def env(x: np.ndarray) -> np.ndarray:
+        return (np.abs(hilbert(sosfiltfilt(sos, x, axis=-1), axis=-1)) ** 2).mean(axis=0)
+
+    e = env(p.reset().advance(int(rest_s * fs))[dbs])[int(fs):-int(fs)]
+    z = e - e.mean()
+    n = min(z.size, 20 * int(fs))
+    ac = np.correlate(z[:n], z[:n], "full")[n - 1:]
+    tau_ms = float(np.argmax(ac / ac[0] < 1 / math.e) / fs * 1e3)
+    above = (e > np.quantile(e, 0.75)).astype(int)
+    edges = np.diff(above)
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    ends = ends[ends > starts[0]] if starts.size else ends
+    k = min(starts.size, ends.size)
+    bursts = (ends[:k] - starts[:k]) / fs * 1e3
+    ol = OpenLoop(cfg, eval_space(p), contact=cfg.contact or select_contact(p, cfg))
+    stim = ol._stim(ol.amplitude_max_ma).with_(duration_s=1.0)
+    p.reset()
+    segs = []
+    for _ in range(cycles):
+        p.start_stimulation(stim)
+        segs.append(p.advance(int(3 * fs))[dbs])
+    ee = env(np.concatenate(segs, axis=1)).reshape(cycles, -1)[1:].mean(axis=0) / e.mean()
+    on, off = ee[:int(fs)], ee[int(fs):]
+    return {"envelope_autocorr_ms": tau_ms, "burst_median_ms": float(np.median(bursts)),
+            "burst_p90_ms": float(np.percentile(bursts, 90)),
+            "onset_to_half_ms": float(np.argmax(on < 0.5) / fs * 1e3),
+            "offset_to_half_return_ms": float(np.argmax(off > 0.5) / fs * 1e3),
+            "suppressed_level": float(on[int(0.5 * fs):].mean())}
 
 
 def _keep(d: dict[str, Any]) -> dict[str, Any]:
@@ -451,13 +529,13 @@ def _fmt(r: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m loops.session.adaptive_eval``: tune on training seeds, evaluate, measure the ceiling."""
     ap = argparse.ArgumentParser(prog="python -m loops.session.adaptive_eval", description=__doc__.splitlines()[0])
-    ap.add_argument("--config", help="TOML with a [continuous] table (default: configs/continuous.toml's values "
-                    "are NOT read; the built-in defaults are the base)")
+    ap.add_argument("--config", help="TOML with a [continuous] table: the fixed settings and starting gains "
+                    "(default: ControllerConfig's defaults)")
     ap.add_argument("--n-eval", type=int, default=8)
     ap.add_argument("--n-train", type=int, default=4)
     ap.add_argument("--duration", type=float, default=60.0, help="evaluation run per patient and mode, s")
-    ap.add_argument("--tune-duration", type=float, default=30.0)
-    ap.add_argument("--generations", type=int, default=12)
+    ap.add_argument("--tune-duration", type=float, default=60.0)
+    ap.add_argument("--generations", type=int, default=10)
     ap.add_argument("--popsize", type=int, default=8)
     ap.add_argument("--no-tune", action="store_true")
     ap.add_argument("--no-ceiling", action="store_true")

@@ -17,7 +17,9 @@ proportional control):
   [amplitude_min, amplitude_max], approached at most at the ramp rates.
 
 Thresholds are absolute (log10 µV²/Hz for :class:`~loops.session.biomarker.BandPowerBiomarker`)
-or set by :meth:`AdaptiveController.calibrate` as quantiles of the rest biomarker distribution.
+or set by :meth:`AdaptiveController.calibrate` from the rest biomarker distribution: as quantiles
+of it (the classic aDBS setting: stimulate when beta is above its usual level), or as offsets from
+its median (a target for the suppressed state, e.g. -1: keep beta power at a tenth of rest).
 After a stimulation onset (off -> on) or offset (on -> off) the biomarker is ignored for
 ``onset_blank_s`` / ``offset_blank_s`` (the amplitude keeps its course: holds, or keeps ramping
 towards where it was going), so a stimulation artifact or the transient of the loop's response
@@ -90,6 +92,10 @@ class ControllerConfig:
         threshold_quantile_on: Quantile of the rest biomarker distribution for ``threshold_on``
             (used when ``threshold_on`` is None; needs :meth:`AdaptiveController.calibrate`).
         threshold_quantile_off: Same for ``threshold_off`` (<= ``threshold_quantile_on``).
+        threshold_offset_on: ``threshold_on`` as the rest median plus this offset (biomarker
+            units; -1 is a tenth of the median band power): a target for the suppressed state.
+            Takes precedence over the quantile; an absolute threshold over both.
+        threshold_offset_off: Same for ``threshold_off`` (<= ``threshold_offset_on``).
         gain_ma_per_decade: Proportional mode's gain, mA per unit of biomarker (a decade of band
             power for the log10 band-power biomarker).
         smoothing_s: Exponential smoothing time constant of the biomarker inside the controller, s.
@@ -112,6 +118,8 @@ class ControllerConfig:
     threshold_off: float | None = None
     threshold_quantile_on: float | None = 0.75
     threshold_quantile_off: float | None = 0.5
+    threshold_offset_on: float | None = None
+    threshold_offset_off: float | None = None
     gain_ma_per_decade: float = 5.0
     smoothing_s: float = 0.0
     onset_blank_s: float = 0.0
@@ -133,7 +141,7 @@ class ControllerConfig:
         for name in ("ramp_up_ma_per_s", "ramp_down_ma_per_s"):
             _finite(name, getattr(self, name), 0.0, 1e4, lo_open=True,
                     allowed="a ramp rate in (0, 10000] mA/s (e.g. 0.05 slow, amplitude_max/0.25 fast)")
-        for name in ("threshold_on", "threshold_off"):
+        for name in ("threshold_on", "threshold_off", "threshold_offset_on", "threshold_offset_off"):
             v = getattr(self, name)
             if v is not None:
                 _finite(name, v, allowed="a finite threshold (biomarker units) or omitted to use the quantile")
@@ -141,10 +149,15 @@ class ControllerConfig:
             v = getattr(self, name)
             if v is not None:
                 _finite(name, v, 0.0, 1.0, allowed="a quantile in [0, 1] or omitted")
-        if self.threshold_on is None and self.threshold_quantile_on is None:
-            raise ValidationError("threshold_on", None, "a number, or threshold_quantile_on in [0, 1]")
-        if self.mode == "dual_threshold" and self.threshold_off is None and self.threshold_quantile_off is None:
-            raise ValidationError("threshold_off", None, "a number, or threshold_quantile_off in [0, 1]")
+        if self.threshold_on is None and self.threshold_quantile_on is None and self.threshold_offset_on is None:
+            raise ValidationError("threshold_on", None, "a number, threshold_offset_on, or threshold_quantile_on in [0, 1]")
+        if (self.mode == "dual_threshold" and self.threshold_off is None and self.threshold_quantile_off is None
+                and self.threshold_offset_off is None):
+            raise ValidationError("threshold_off", None,
+                                  "a number, threshold_offset_off, or threshold_quantile_off in [0, 1]")
+        oon, ooff = self.threshold_offset_on, self.threshold_offset_off
+        if self.mode == "dual_threshold" and oon is not None and ooff is not None and ooff > oon:
+            raise ValidationError("threshold_offset_off", ooff, f"<= threshold_offset_on = {oon:g}")
         if self.threshold_on is not None and self.threshold_off is not None and self.threshold_off > self.threshold_on:
             raise ValidationError("threshold_off", self.threshold_off, f"<= threshold_on = {self.threshold_on:g}")
         qon, qoff = self.threshold_quantile_on, self.threshold_quantile_off
@@ -319,7 +332,7 @@ class AdaptiveController(_Base):
         return self.threshold_on is not None and (self.cfg.mode != "dual_threshold" or self.threshold_off is not None)
 
     def calibrate(self, rest_biomarkers: np.ndarray) -> "AdaptiveController":
-        """Set the quantile thresholds from biomarker values recorded at rest (no stimulation).
+        """Set the relative thresholds (offset from the median, or quantile) from rest biomarker values.
 
         Absolute thresholds in the config are kept. Returns self.
 
@@ -331,10 +344,13 @@ class AdaptiveController(_Base):
         if x.size < 5:
             raise ValidationError("rest_biomarkers", f"{x.size} finite values", ">= 5 finite biomarker values at rest")
         cfg = self.cfg
+        med = float(np.median(x))
         if cfg.threshold_on is None:
-            self.threshold_on = float(np.quantile(x, cfg.threshold_quantile_on))
+            self.threshold_on = med + cfg.threshold_offset_on if cfg.threshold_offset_on is not None \
+                else float(np.quantile(x, cfg.threshold_quantile_on))
         if cfg.mode == "dual_threshold" and cfg.threshold_off is None:
-            self.threshold_off = float(np.quantile(x, cfg.threshold_quantile_off))
+            self.threshold_off = med + cfg.threshold_offset_off if cfg.threshold_offset_off is not None \
+                else float(np.quantile(x, cfg.threshold_quantile_off))
             if self.threshold_on is not None and self.threshold_off > self.threshold_on:
                 self.threshold_off = self.threshold_on
         log.debug("controller calibrated on %d rest values: threshold_on %.4g, threshold_off %s", x.size,

@@ -109,10 +109,13 @@ def test_tune_refuses_evaluation_seeds_and_runs_a_tiny_budget():
 
 def test_decode_covers_both_modes():
     base = ControllerConfig()
-    for mode in ("dual_threshold", "proportional"):
+    for mode in ae.PARAMETERIZATIONS:
         for z in (np.zeros(6), np.ones(6), np.full(6, 0.5)):
             cfg = ae.decode(z, base, mode)
-            assert cfg.mode == mode and 0.0 <= cfg.amplitude_min_ma <= cfg.amplitude_max_ma
+            assert cfg.mode == mode.replace("_offset", "") and 0.0 <= cfg.amplitude_min_ma <= cfg.amplitude_max_ma
+            assert (cfg.threshold_offset_on is not None) == mode.endswith("offset")
+    with pytest.raises(ValidationError):
+        ae.decode(np.zeros(6), base, "bang")
 
 
 def test_biomarker_on_patient_output_matches_the_controller_input():

@@ -140,6 +140,9 @@ def test_calibration_sets_quantile_thresholds(space):
     assert ctl.threshold_on == pytest.approx(75.0) and ctl.threshold_off == pytest.approx(25.0)
     with pytest.raises(ValidationError):
         ctl.calibrate(np.array([1.0, 2.0]))
+    off = AdaptiveController(cfg.replace(threshold_offset_on=-10.0, threshold_offset_off=-20.0), space)
+    off.calibrate(rest)  # offsets from the rest median (50) win over the quantiles
+    assert off.threshold_on == pytest.approx(40.0) and off.threshold_off == pytest.approx(30.0)
 
 
 def test_open_loop_is_constant(space):
@@ -157,7 +160,7 @@ def test_open_loop_is_constant(space):
     (dict(threshold_off=2.0), "threshold_off"), (dict(command_duration_s=0.05), "command_duration_s"),
     (dict(threshold_on=None), "threshold_on"), (dict(onset_blank_s=math.inf), "onset_blank_s"),
     (dict(threshold_on=None, threshold_off=None, threshold_quantile_on=0.3, threshold_quantile_off=0.6),
-     "threshold_quantile_off"), (dict(period_s=0.0), "period_s"), (dict(frequency_hz=True), "frequency_hz"),
+     "threshold_quantile_off"), (dict(threshold_offset_on=-1.0, threshold_offset_off=-0.5), "threshold_offset_off"), (dict(period_s=0.0), "period_s"), (dict(frequency_hz=True), "frequency_hz"),
 ])
 def test_bad_config_names_field_value_and_range(kw, field):
     with pytest.raises(ValidationError) as e:
