@@ -363,7 +363,6 @@ class AdaptiveController(_Base):
         self._level = 0.0         # ramped amplitude before rounding down to the device grid, mA
         self._blank_until = -math.inf
         self._direction = 0       # course held while blanked: +1 up, -1 down, 0 hold
-        self._t_last: float | None = None
         self.smoother.reset()
         return self
 
@@ -417,7 +416,6 @@ class AdaptiveController(_Base):
         if new <= 0.0 and state in ("hold", "ramp_down"):
             state = "off"
         self.amplitude_ma = new
-        self._t_last = t
         return Decision(t=float(t), amplitude_ma=new, stimulus=self.stimulus_at(new), stop=prev > 0.0 >= new,
                         state=state, biomarker=b_raw, biomarker_used=used, threshold_on=self.threshold_on,
                         threshold_off=self.threshold_off)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from bfm_stim.safety import SafetyLimits
 from bfm_stim.space import Contact, StimulusSpace
 from loops.session.controller import AdaptiveController, ControllerConfig, Decision, OpenLoop
 
-REPO_CONFIG = __import__("pathlib").Path(__file__).resolve().parents[3] / "configs" / "continuous.toml"
+REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "continuous.toml"
 
 
 @pytest.fixture
