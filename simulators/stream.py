@@ -130,11 +130,13 @@ class StreamServer:
         max_age_s: Gate staleness tolerance, s.
         max_lead_s: Gate's furthest accepted ``apply_at`` ahead, s.
         duration_s: Stop after this much signal, s (``None``: until stopped).
+        space: The gate's stimulus space (default ``source.stimulus_space()``).
     """
 
     def __init__(self, source: Source, *, source_id: str, key: bytes, name: str | None = None, speed: float = 1.0,
                  chunk_s: float = 0.01, counter: bool = False, acquisition: dict[str, str] | None = None,
-                 max_age_s: float = 0.5, max_lead_s: float = 10.0, duration_s: float | None = None) -> None:
+                 max_age_s: float = 0.5, max_lead_s: float = 10.0, duration_s: float | None = None,
+                 space: StimulusSpace | None = None) -> None:
         if not (math.isfinite(speed) and speed > 0):
             raise ValidationError("speed", speed, "a finite factor > 0")
         if not (math.isfinite(chunk_s) and 0 < chunk_s <= 0.01):
@@ -142,7 +144,8 @@ class StreamServer:
         self.source = source
         self.spec = spec_for(source, source_id=source_id, name=name or source_id, counter=counter, speed=speed,
                              acquisition=acquisition)
-        self.gate = DeviceCommandGate(key, source.stimulus_space(), max_age_s=max_age_s, max_lead_s=max_lead_s)
+        self.gate = DeviceCommandGate(key, space or source.stimulus_space(), max_age_s=max_age_s,
+                                      max_lead_s=max_lead_s)
         self.step = max(1, int(math.floor(chunk_s * self.spec.fs + 1e-9)))
         self.period = 1.0 / (self.spec.fs * speed)
         self.duration_s = duration_s
@@ -284,7 +287,8 @@ def _install_signal_handlers(stop_event: threading.Event) -> None:
 
 def serve(patient_id: str | None, seed: int, key_file: str, speed: float = 1.0, *, source_id: str | None = None,
           counter: bool = False, duration_s: float | None = None, synthetic_channels: int | None = None,
-          fs: float = 1000.0, max_age_s: float = 0.5, stop_event: threading.Event | None = None) -> int:
+          fs: float = 1000.0, max_age_s: float = 0.5, stop_event: threading.Event | None = None,
+          space_kind: str = "electrical") -> int:
     """Serve ``simulators.make(patient_id, seed)`` (or a :class:`SyntheticSource`) until stopped.
 
     Args:
@@ -299,6 +303,7 @@ def serve(patient_id: str | None, seed: int, key_file: str, speed: float = 1.0, 
         fs: Sampling rate of the synthetic source, Hz.
         max_age_s: Gate staleness tolerance, s.
         stop_event: Set it to stop (SIGINT/SIGTERM also stop when run in the main thread).
+        space_kind: ``"electrical"`` (the DBS lead) or ``"sensory"`` (flicker and click trains).
 
     Returns:
         Number of samples published.
@@ -313,8 +318,11 @@ def serve(patient_id: str | None, seed: int, key_file: str, speed: float = 1.0, 
         import simulators
 
         source, pid = simulators.make(patient_id, seed=seed), patient_id
+    # A device accepts trains of any duration its limits allow (searches fix them at 1 s; continuous
+    # control sends short trains, reissued every period); charge and amplitude limits are the patient's.
+    space = source.stimulus_space(space_kind, duration_s=(0.05, 600.0)) if synthetic_channels is None else None
     server = StreamServer(source, source_id=source_id or f"bfm-sim-{pid}-{seed}", key=key, speed=speed,
-                          counter=counter, duration_s=duration_s, max_age_s=max_age_s,
+                          counter=counter, duration_s=duration_s, max_age_s=max_age_s, space=space,
                           acquisition={"model": pid, "patient_id": pid, "seed": str(seed)})
     if stop_event is not None:
         server.stop_event = stop_event
@@ -336,13 +344,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--counter", action="store_true", help="append a sample-counter channel")
     p.add_argument("--duration", type=float, help="stop after this many seconds of signal")
     p.add_argument("--max-age", type=float, default=0.5, help="command staleness tolerance, s")
+    p.add_argument("--space-kind", choices=["electrical", "sensory"], default="electrical",
+                   help="what the device delivers: electrical trains on the lead, or sensory (flicker, clicks)")
     p.add_argument("--lsl-scope", choices=SCOPES, default="machine")
     p.add_argument("--log-level", default="WARNING")
     a = p.parse_args(argv)
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     configure(a.lsl_scope)
     serve(a.patient, a.seed, a.key_file, a.speed, source_id=a.source_id, counter=a.counter, duration_s=a.duration,
-          synthetic_channels=a.synthetic, fs=a.fs, max_age_s=a.max_age)
+          synthetic_channels=a.synthetic, fs=a.fs, max_age_s=a.max_age, space_kind=a.space_kind)
     return 0
 
 

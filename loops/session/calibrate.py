@@ -77,25 +77,44 @@ def device_space(cfg: Any, spec: Any) -> StimulusSpace:
     return p.stimulus_space(cfg.device.space_kind)
 
 
-def record_rest(device: Any, store: Any, rest_s: float, health: Any, *, progress: Callable[[float], None] | None = None
+def record_rest(device: Any, store: Any, rest_s: float, health: Any, *, progress: Callable[[float], None] | None = None,
+                should_stop: Callable[[], bool] | None = None, max_wait_s: float = 600.0
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Record ``rest_s`` s of fault-free, stimulation-free signal; a fault restarts the count.
+    """Record ``rest_s`` s of fault-free, stimulation-free signal; a fault restarts the count (and is logged).
 
     Returns: ``(data (n_channels, n) µV, times (n,) LSL s)``.
+
+    Raises:
+        SessionInterrupted: ``should_stop()`` became true (SIGINT/SIGTERM).
+        GiveUp: no ``rest_s`` of valid data within ``max_wait_s``.
     """
     from bfm_stim.lsl.config import local_clock
+    from loops.session.trials import GiveUp, SessionInterrupted
 
     device.stop("calibration: rest must be stimulation-free")
     rate = device.spec.fs * device.speed
     need = int(round(rest_s * device.spec.fs))
-    t0 = local_clock()
+    t0 = t_begin = local_clock()
+    last_fault = None
     while True:
         device.pump()
+        if should_stop is not None and should_stop():
+            raise SessionInterrupted()
         f = health.check()
         if f is not None:
+            if last_fault is None or f.kind != last_fault.kind:
+                store.append("fault", kind=f.kind, detail=f"during the calibration rest: {f.detail}")
+                log.warning("calibration rest restarts: %s", f.detail)
+            last_fault = f
+            if local_clock() - t_begin > max_wait_s:
+                raise GiveUp(f"no {rest_s:g} s of valid rest within {max_wait_s:g} s ([health] max_wait_s); last "
+                             f"fault: {f.detail}")
             t0 = local_clock()  # start again after the fault
             time.sleep(0.02)
             continue
+        if last_fault is not None:
+            store.append("recovered", detail="stream valid again; the calibration rest starts over")
+            last_fault = None
         got = (local_clock() - t0) * rate
         if progress is not None:
             progress(min(1.0, got / need))
@@ -131,7 +150,8 @@ def _band_rows(cfg: Any, spec: Any) -> list[int]:
 
 
 def calibrate(cfg: Any, device: Any, store: Any, health: Any, *, fresh: bool,
-              progress: Callable[[str, float], None] | None = None) -> Calibration:
+              progress: Callable[[str, float], None] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> Calibration:
     """Calibrate (``fresh``) or rebuild the calibration of a session from its directory.
 
     Args:
@@ -150,7 +170,8 @@ def calibrate(cfg: Any, device: Any, store: Any, health: Any, *, fresh: bool,
     if fresh:
         cal_dir.mkdir(exist_ok=True)
         data, ts = record_rest(device, store, cfg.calibration.rest_s, health,
-                               progress=(lambda f: progress("rest", f)) if progress else None)
+                               progress=(lambda f: progress("rest", f)) if progress else None,
+                               should_stop=should_stop, max_wait_s=cfg.health.max_wait_s)
         np.save(cal_dir / "rest.npy", data.astype(np.float32))
         np.save(cal_dir / "rest_times.npy", ts)
     data = np.load(cal_dir / "rest.npy")

@@ -26,6 +26,7 @@ __all__ = ["Device"]
 
 log = get_logger("loops.session.device")
 FAULT_EVENTS = ("gap", "dropout", "lost", "mismatch", "overrun")
+NEURAL = ("eeg", "seeg", "ecog", "dbs")
 _UNIT = {"µV": "microvolts", "uV": "microvolts", "μV": "microvolts", "mV": "millivolts", "V": "volts"}
 
 
@@ -69,9 +70,13 @@ class Device:
             diffs.append(f"{spec.n_channels} channels, expected n_channels = {c.n_channels}")
         if c.fs and abs(spec.fs - c.fs) > 1e-9:
             diffs.append(f"{spec.fs:g} Hz, expected fs = {c.fs:g}")
-        units = {_UNIT.get(u, u) for u in (spec.units or ())}
-        if c.units and units and units != {_UNIT.get(c.units, c.units)}:
-            diffs.append(f"units {sorted(units)}, expected units = {c.units!r}")
+        want = _UNIT.get(c.units, c.units)
+        types = [t.lower() for t in (spec.ch_types or ())] or ["eeg"] * spec.n_channels
+        off = [(n, u) for n, t, u in zip(spec.ch_names, types, spec.units or ())
+               if t in NEURAL and _UNIT.get(u, u) != want]
+        if c.units and off:  # the neural channels' unit (a temperature or trigger channel may have its own)
+            diffs.append(f"neural channels in other units: {off[:4]}{' ...' if len(off) > 4 else ''}, expected "
+                         f"units = {c.units!r}")
         if diffs:
             self.inlet.disconnect()
             raise StreamMismatchError(f"device stream {spec.source_id!r} differs from [device] in the config: "

@@ -14,6 +14,8 @@ from bfm_stim.lsl.config import local_clock
 
 __all__ = ["Fault", "StreamHealth"]
 
+NEURAL = ("eeg", "seeg", "ecog", "dbs")
+
 
 @dataclass(frozen=True)
 class Fault:
@@ -33,8 +35,12 @@ class StreamHealth:
         ch_names: Channel names (for messages).
     """
 
-    def __init__(self, inlet, cfg, ch_names: tuple[str, ...]) -> None:
-        self.inlet, self.cfg, self.ch_names = inlet, cfg, ch_names
+    def __init__(self, inlet, cfg, ch_names: tuple[str, ...], ch_types: tuple[str, ...] = ()) -> None:
+        self.inlet, self.cfg = inlet, cfg
+        types = [t.lower() for t in ch_types]
+        # the data checks look at the neural channels (a trigger or temperature channel may be flat)
+        self.rows = [i for i, t in enumerate(types) if t in NEURAL] or list(range(len(ch_names)))
+        self.ch_names = tuple(ch_names[i] for i in self.rows)
         self.fs = float(inlet.spec.fs) * float(inlet.spec.speed or 1.0)  # samples per wall-clock second
         self.last: Fault | None = None
         self.n_faults = 0
@@ -43,6 +49,7 @@ class StreamHealth:
         """Fault of a window ``(n_channels, n)`` µV, or None: non-finite, saturated or flat channels."""
         if data.size == 0:
             return Fault("stale", "no samples yet")
+        data = data[self.rows]
         bad = ~np.isfinite(data)
         if bad.any():
             ch = int(np.nonzero(bad.any(1))[0][0])

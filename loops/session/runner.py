@@ -232,7 +232,7 @@ def run_session(config: str | Path | SessionConfig | None, out: str | Path, *, r
                            "acquisition": dict(spec.acquisition)},
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             })
-        health = StreamHealth(device.inlet, cfg.health, tuple(spec.ch_names))
+        health = StreamHealth(device.inlet, cfg.health, tuple(spec.ch_names), tuple(spec.ch_types))
         ctx = SessionContext(cfg, store, device, health, view)
         if stop_event is not None:
             threading.Thread(target=lambda: (stop_event.wait(), setattr(ctx, "stop_requested", True)),
@@ -282,13 +282,16 @@ def _run(ctx: SessionContext, resume: bool) -> str:
     from loops.session.trials import run_trials
 
     cfg, store = ctx.cfg, ctx.store
+    if resume:  # whatever the previous run left scheduled or running at the device ends now
+        ctx.device.stop("resume: the previous run ended without its final stop")
     fresh = not any(r["type"] == "calibrated" for r in store.records)
     ctx.view(status="calibrating")
 
     def progress(stage: str, frac: float) -> None:
         ctx.view(stage=stage, progress=frac)
 
-    cal = calibrate(cfg, ctx.device, store, ctx.health, fresh=fresh, progress=progress)
+    cal = calibrate(cfg, ctx.device, store, ctx.health, fresh=fresh, progress=progress,
+                    should_stop=lambda: ctx.stop_requested)
     ctx.calibration = cal
     ctx.view(stage="", progress=None, status="running")
     if resume:
@@ -381,6 +384,8 @@ def summarize(out: str | Path) -> dict[str, Any]:
         "overhead_fraction_median": None if not over.size else float(np.median(over)),
         "end_reason": ends[-1]["reason"] if ends else None, "runs": sum(r["type"] == "start" for r in recs),
         "faults": sum(r["type"] == "fault" for r in recs),
+        "continuous": [{k: v for k, v in r.items() if k not in ("type", "t", "lsl", "phase")}
+                       for r in recs if r["type"] == "continuous" and r.get("phase") == "end"],
     }
 
 

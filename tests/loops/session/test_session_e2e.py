@@ -1,0 +1,159 @@
+"""A whole session against real devices in subprocesses over loopback LSL: bfm-stim serve and play --twin."""
+
+from __future__ import annotations
+
+import json
+
+import mne
+import pytest
+
+from bfm_stim.lsl.protocol import keygen
+from bfm_stim.space import Stimulus, StimulusSpace
+from .lsl_session import records, run_session_proc, serve, faulty, stop, unique_id, wait_stream, write_config
+
+pytestmark = pytest.mark.lsl
+SEED = 1000001  # evaluation cohort
+
+
+def _check_log(d, space):
+    recs = records(d)
+    sent = [r for r in recs if r["type"] == "sent"]
+    asked = {r["trial"]: r for r in recs if r["type"] == "asked"}
+    outcomes = [r for r in recs if r["type"] == "outcome"]
+    for r in sent:  # write-ahead: the proposal was logged first, and every stimulus sent passes the one check
+        assert r["trial"] in asked and asked[r["trial"]]["stimulus"] == r["stimulus"]
+        space.check(Stimulus.from_dict(r["stimulus"]))
+    trials = [o["trial"] for o in outcomes]
+    assert len(trials) == len(set(trials))
+    acks = {r["seq"]: r for r in recs if r["type"] == "ack"}
+    for o in outcomes:  # every told outcome had an applied ack and a full response window
+        assert acks[o["seq"]]["status"] == "applied"
+        assert o["window"][1] > o["window"][0]
+    return recs
+
+
+def test_session_against_served_patient(tmp_path):
+    """Calibration, zero-shot BFM, healthy target, guided BO: the loop a lab would run."""
+    import simulators
+
+    key = keygen(tmp_path / "k.key")
+    sid = unique_id("test-session")
+    dev = serve(SEED, key, sid, speed=4.0, log=tmp_path / "dev.log")
+    try:
+        wait_stream(sid)
+        cfg = write_config(tmp_path / "s.toml", sid, key, calibration={"rest_s": 6.0, "target": "healthy"},
+                           trials={"optimizer": "guided", "budget": 4, "rest_s": 1.0})
+        d = tmp_path / "sess"
+        res = run_session_proc(["--config", str(cfg), "--out", str(d)])
+        assert res.returncode == 0, res.stderr[-3000:]
+    finally:
+        stop(dev)
+    space = simulators.make("bg-beta-v0", seed=SEED).stimulus_space()
+    recs = _check_log(d, space)
+    meta = json.loads((d / "session.json").read_text())
+    summary = meta["summary"]
+    assert summary["trials_completed"] == 4 and summary["end_reason"] == "budget"
+    assert meta["stream"]["source_id"] == sid and len(meta["key_fingerprint"]) == 16
+    assert key.read_text().strip() not in (d / "session.json").read_text()  # the key itself is never stored
+    assert meta["checkpoint"]["sha256_16"]
+    assert recs[-1]["type"] == "end" and any(r["type"] == "stop" for r in recs[-3:])
+    raw = mne.io.read_raw_fif(d / "recording.fif", verbose="error")
+    assert raw.info["sfreq"] == 1000.0 and len(raw.annotations) >= 4
+    assert (d / "report" / "index.html").is_file()
+
+
+def _space_toml(d: dict) -> str:
+    """A [space] TOML table from StimulusSpace.to_dict() output."""
+    lines = ["[space]", f'kind = "{d["kind"]}"', "contacts = ["]
+    for c in d["contacts"]:
+        lines.append(f'  {{ name = "{c["name"]}", position_mm = {c["position_mm"]}, area_cm2 = {c["area_cm2"]} }},')
+    lines.append("]")
+    for name, p in d["parameters"].items():
+        lines.append(f"[space.parameters.{name}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in p.items()]
+    lines.append("[space.safety]")
+    lines += [f"{k} = {json.dumps(v)}" for k, v in d["safety"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def test_device_rejections_are_logged_never_told(tmp_path):
+    """The session's space allows more than the device's gate: the device refuses (unsafe), the session logs
+    the reason and tells the optimizer nothing for those trials."""
+    import simulators
+
+    p = simulators.make("bg-beta-v0", seed=SEED)
+    wide = p.stimulus_space().to_dict()
+    wide["parameters"]["amplitude_ma"]["high"] = 10.0
+    wide["safety"].update(shannon_k=3.0, max_charge_density_uc_cm2=300.0, max_charge_uc=30.0)
+    space_file = tmp_path / "wide.toml"
+    space_file.write_text(_space_toml(wide))
+    wide_space = StimulusSpace.from_toml(space_file)
+    key = keygen(tmp_path / "k.key")
+    sid = unique_id("test-reject")
+    dev = serve(SEED, key, sid, speed=4.0)
+    try:
+        wait_stream(sid)
+        cfg = write_config(tmp_path / "s.toml", sid, key, device={"space": str(space_file)},
+                           calibration={"rest_s": 4.0, "target": "bandpower:13-30"},
+                           trials={"optimizer": "random", "budget": 6, "rest_s": 0.5, "seed": 3})
+        d = tmp_path / "sess"
+        res = run_session_proc(["--config", str(cfg), "--out", str(d)])
+        assert res.returncode == 0, res.stderr[-3000:]
+    finally:
+        stop(dev)
+    recs = _check_log(d, wide_space)
+    rejected = [r for r in recs if r["type"] == "rejected"]
+    assert rejected, "expected the device to refuse some of the wide space's stimuli"
+    told = {r["trial"] for r in recs if r["type"] == "outcome"}
+    assert all(r["reason"] == "unsafe" and r["trial"] not in told for r in rejected)
+    dev_space = p.stimulus_space()
+    for r in recs:  # what was told passed the device's own check too
+        if r["type"] == "outcome":
+            st = next(x for x in recs if x["type"] == "sent" and x["trial"] == r["trial"])["stimulus"]
+            dev_space.check(Stimulus.from_dict(st))
+    state = json.loads((d / "optimizer.json").read_text())
+    assert len(state["observations"]) == len(told) >= 1  # the optimizer learned only from delivered trials
+    summary = json.loads((d / "session.json").read_text())["summary"]
+    assert summary["trials_rejected"] == len(rejected)
+    if summary["end_reason"] == "device_rejects":  # five refusals in a row end the session: the spaces disagree
+        assert [r["type"] for r in recs if r["type"] in ("outcome", "rejected")][-5:] == ["rejected"] * 5
+    else:
+        assert summary["end_reason"] == "budget" and len(told) == 6
+
+
+def test_session_against_play_twin(tmp_path, recordings_dir):
+    """A recorded EEG file played as a device with the BFM's predicted response added (a digital twin)."""
+    from .lsl_session import start
+
+    key = keygen(tmp_path / "k.key")
+    sid = unique_id("test-twin")
+    space_file = tmp_path / "one.toml"
+    space_file.write_text(_space_toml(StimulusSpace.electrical(
+        [__import__("bfm_stim.space", fromlist=["Contact"]).Contact("c0", (0.0, 0.0, 0.0))]).to_dict()))
+    from bfm_stim.surrogate import default_checkpoint
+
+    # the real BrainVision EEG, with electrode positions from MNE's built-in 10-20 template (the file has none;
+    # the twin needs them); 26 of its 32 channels are 10-20 names, the rest stay without a position
+    raw = mne.io.read_raw_brainvision(recordings_dir / "test.vhdr", preload=True, verbose="error")
+    raw.set_montage(mne.channels.make_standard_montage("colin27_1020"), on_missing="ignore")
+    fif = tmp_path / "test_raw.fif"
+    raw.save(fif, verbose="error")
+    dev = start(["-m", "simulators.playback", str(fif), "--key-file", str(key), "--loop",
+                 "--speed", "2", "--source-id", sid, "--space", str(space_file), "--twin", str(default_checkpoint())],
+                tmp_path / "dev.log")
+    try:
+        wait_stream(sid)
+        cfg = write_config(tmp_path / "s.toml", sid, key, device={"space": str(space_file)},
+                           calibration={"rest_s": 4.0, "target": "bandpower:8-12"},
+                           trials={"optimizer": "random", "budget": 3, "rest_s": 0.5})
+        d = tmp_path / "sess"
+        res = run_session_proc(["--config", str(cfg), "--out", str(d)])
+        assert res.returncode == 0, res.stderr[-3000:] + (tmp_path / "dev.log").read_text()[-2000:]
+    finally:
+        stop(dev)
+    recs = _check_log(d, StimulusSpace.from_toml(space_file))
+    assert sum(r["type"] == "outcome" for r in recs) == 3
+    meta = json.loads((d / "session.json").read_text())
+    assert meta["stream"]["n_channels"] == 32 and meta["stream"]["acquisition"]["model"] == "playback"
+    raw = mne.io.read_raw_fif(d / "recording.fif", verbose="error")
+    assert raw.info["nchan"] == 32
