@@ -126,6 +126,7 @@ class TrialLoop:
 
     # --- one trial ----------------------------------------------------------------------------------
     def interrupt(self, k: int, stim: Stimulus, reason: str) -> None:
+        self._in_flight = None
         self.dev.stop(f"trial {k} interrupted: {reason}")
         self.prop.cancel(k, stim, "interrupted", reason)
         log.warning("trial %d interrupted: %s", k, reason)
@@ -140,7 +141,18 @@ class TrialLoop:
         return "after_tell" if self.cfg.trials.optimizer in CHEAP_ASKS else "pending"
 
     def one(self, k: int, t_ready: float) -> tuple[str, float]:
-        """Run trial ``k``; returns (status, time it ended: the next trial's ready time)."""
+        """Run trial ``k``; returns (status, time it ended: the next trial's ready time).
+
+        A signal while the trial is in flight (sent, not yet told) stops the device and marks it interrupted."""
+        self._in_flight: tuple[int, Stimulus] | None = None
+        try:
+            return self._one(k, t_ready)
+        except SessionInterrupted:
+            if self._in_flight is not None:
+                self.interrupt(*self._in_flight, "the session was stopped by a signal (SIGINT/SIGTERM)")
+            raise
+
+    def _one(self, k: int, t_ready: float) -> tuple[str, float]:
         c = self.cfg
         waited = self.wait_healthy()
         t_wait = local_clock()
@@ -151,6 +163,7 @@ class TrialLoop:
         apply_at = local_clock() + c.device.lead_s
         self.store.append("sent", trial=k, seq=seq, apply_at=apply_at, session_id=self.dev.session_id,
                           stimulus=stim.to_dict())
+        self._in_flight = (k, stim)
         self.dev.send(stim, apply_at)
         t_sent = local_clock()
         dead = t_sent - (t_wait if waited else t_ready)  # time the loop itself kept the next command waiting
@@ -166,6 +179,7 @@ class TrialLoop:
         self.store.append("ack", trial=k, seq=seq, status=ack.status, applied_at=ack.applied_at, reason=ack.reason,
                           detail=ack.detail, side_effect=ack.side_effect)
         if ack.status != "applied":
+            self._in_flight = None
             self.prop.cancel(k, stim, "rejected", ack.reason or "rejected", detail=ack.detail)
             log.warning("trial %d rejected by the device (%s): %s", k, ack.reason, ack.detail)
             return "rejected", local_clock()
@@ -196,6 +210,7 @@ class TrialLoop:
         t_score = local_clock()
         outcome = self.prop.tell(k, stim, cost, se, window=[t_on, t_end], seq=seq,
                                  charge_uc=charge_delivered_uc(stim), score_s=t_score - t_data)
+        self._in_flight = None
         self.ctx.on_outcome(k, stim, outcome)
         if policy == "after_tell":
             self.prop.start(k + 1)
