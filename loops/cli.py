@@ -126,6 +126,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         kw = {"n_patients": args.patients} if args.patients else {}
         _write_json(args.json, run_simulator_bench(**kw))
         return 0
+    if args.what == "session":
+        from loops.bench_session import run_session_bench
+
+        kw = {"n_patients": args.n_patients} if args.n_patients else {}
+        if args.budget:
+            kw["budget"] = args.budget
+        default = "bench/session-quick.json" if args.quick else "bench/session.json"
+        _write_json(args.json or default, run_session_bench(quick=args.quick, **kw))
+        return 0
     if args.what == "latency":
         from bfm_stim.lsl.bench import run_latency_bench
 
@@ -339,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("bench", help="benchmarks that write JSON figures")
     s.add_argument("what", choices=["simulator", "surrogate", "adapt-tuning", "ablation", "optimizers", "ranking",
-                                        "latency"])
+                                        "latency", "session"])
     s.add_argument("--json", default=None, help="write the figures to this JSON file")
     s.add_argument("--patients", type=int, default=None, help="simulator: number of batched patients")
     s.add_argument("--quick", action="store_true", help="a smaller run for smoke tests")

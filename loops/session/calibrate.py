@@ -296,24 +296,25 @@ def _target(cfg: Any, spec: Any, sur: Any, rows: list[int], kind: str, arg: str,
     z = np.load(tfile)
     w = torch.as_tensor(z["weight"]) if z["weight"].size else None
     tgt = LatentTarget(torch.as_tensor(z["z"]), w)
-    from loops.offline import LatentObjective
 
-    obj = LatentObjective(sur, tgt, cfg.calibration.target)
-    shim = _Shim(len(rows), spec.fs)
-
-    def measured_latent(x: np.ndarray) -> float:
-        return float(obj(shim, np.asarray(x[rows]), None))
-
-    return measured_latent, tgt, {"kind": kind, "spec": cfg.calibration.target, "latent": tgt.z.tolist(),
+    return LatentCost(sur, tgt, rows, float(spec.fs)), tgt, {"kind": kind, "spec": cfg.calibration.target, "latent": tgt.z.tolist(),
                                   "weight": None if w is None else w.tolist()}
 
 
-@dataclass(frozen=True)
-class _Shim:
-    """What :class:`loops.offline.LatentObjective` reads of a patient: channel count and rate."""
+class LatentCost:
+    """Measured cost of a window for a latent target: the target's distance of the encoder latents of the
+    response (as :class:`loops.offline.LatentObjective` scores offline trials); :attr:`last` holds the
+    window's mean latent (D,) for the log and the report's latent trajectory."""
 
-    n_channels: int
-    fs: float
+    def __init__(self, surrogate: Any, target: Any, rows: list[int], fs: float) -> None:
+        self.surrogate, self.target, self.rows, self.fs = surrogate, target, rows, fs
+        self.last: list[float] | None = None
+
+    def __call__(self, x: np.ndarray) -> float:
+        xm = _resample(np.asarray(x)[self.rows], self.fs, self.surrogate.fs)
+        z = self.surrogate.latents(xm)
+        self.last = z.mean(0).detach().tolist()
+        return float(self.target(z[None]).reshape(()))
 
 
 def target_json(target: dict[str, Any]) -> str:

@@ -229,6 +229,8 @@ def run_session(config: str | Path | SessionConfig | None, out: str | Path, *, r
                 "stream": {"source_id": spec.source_id, "name": spec.name, "fs": spec.fs, "speed": spec.speed,
                            "n_channels": spec.n_channels, "ch_names": list(spec.ch_names),
                            "ch_types": list(spec.ch_types), "units": list(spec.units),
+                           "positions": np.asarray(spec.positions, float).tolist()
+                           if spec.positions is not None else None,
                            "acquisition": dict(spec.acquisition)},
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             })

@@ -27,8 +27,10 @@ RECORD TYPES (``trials.jsonl``; every record has ``type``, ``t`` (Unix s) and ``
 - ``asked`` (optimizer op): ``{"trial": k, "stimulus": {...}, "ask_s": s, "probe": bool}``.
 - ``sent`` (written before the command is pushed): ``{"trial": k, "seq", "apply_at", "session_id"}``.
 - ``ack``: ``{"trial": k, "seq", "status": "applied"|"rejected", "applied_at"?, "reason"?, "detail"?}``.
-- ``outcome`` (optimizer op: tell): ``{"trial": k, "cost", "side_effect", "window": [t0, t1] (LSL s),
-  "timing": {"lead_s", "stim_s", "response_s", "rest_s", "overhead_s", "dead_s", "trial_s"}, ...}``.
+- ``outcome`` (optimizer op: tell): ``{"trial": k, "cost", "side_effect", "window": [t0, t1] (LSL s), "seq",
+  "charge_uc", "score_s", "latent": [...] (the response's mean latent, latent targets)}``.
+- ``timing`` (after the rest): ``{"trial": k, "trial_s", "stim_s", "response_s", "rest_s", "overhead_s",
+  "dead_s", "lead_s", "ask_s", "policy"}`` (wall-clock s; folded into :attr:`TrialView.timing`).
 - ``interrupted`` (optimizer op: cancel): ``{"trial": k, "reason": str}``; its cost is never told.
 - ``rejected`` (optimizer op: cancel): ``{"trial": k, "reason", "detail"}``: the device refused it.
 - ``fault``: ``{"kind": "dropout"|"lost"|"stale"|"nonfinite"|"flat"|"saturated"|"no_ack"|"mismatch"|"gap",
@@ -257,6 +259,8 @@ def trial_views(records: list[dict[str, Any]]) -> list[TrialView]:
                        ("type", "t", "lsl", "trial", "cost", "side_effect", "window", "timing")}
         elif typ in ("interrupted", "rejected"):
             v.status, v.reason = typ, r.get("reason")
+        elif typ == "timing":  # written after the rest that follows the outcome
+            v.timing.update({key: val for key, val in r.items() if key not in ("type", "t", "lsl", "trial")})
     return [views[k] for k in sorted(views)]
 
 

@@ -208,8 +208,9 @@ class TrialLoop:
         rest_end = t_end + self.dev.wall(c.trials.rest_s)
         se = ack.side_effect
         t_score = local_clock()
+        extra = {"latent": getattr(self.cal.measured, "last", None)} if hasattr(self.cal.measured, "last") else {}
         outcome = self.prop.tell(k, stim, cost, se, window=[t_on, t_end], seq=seq,
-                                 charge_uc=charge_delivered_uc(stim), score_s=t_score - t_data)
+                                 charge_uc=charge_delivered_uc(stim), score_s=t_score - t_data, **extra)
         self._in_flight = None
         self.ctx.on_outcome(k, stim, outcome)
         if policy == "after_tell":
