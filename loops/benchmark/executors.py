@@ -8,7 +8,7 @@ again: restarting with the same ``--out`` skips it (``error`` results, the harne
 retried).
 
 * :class:`LocalExecutor` — ``workers`` spawned processes whose BLAS/OpenMP/numba and torch use one thread
-  each (:func:`loops._pool.single_thread_pool`). A worker that dies breaks the pool: its unfinished tasks
+  each (:func:`loops._pool.single_thread_pool`); one worker runs in this process. A worker that dies breaks the pool: its unfinished tasks
   are resubmitted on a fresh pool, up to ``max_retries`` times, then become ``error`` results.
 * :class:`RayExecutor` — plain Ray tasks (``num_cpus=1``, ``max_retries`` for a dead worker process,
   ``retry_exceptions=False``: a Python error is already an error row), at most ``max_pending`` in flight;
@@ -83,6 +83,9 @@ class LocalExecutor:
         self.workers, self.max_retries = workers, max_retries
 
     def run(self, tasks: list[Task], on_result: OnResult) -> None:
+        if self.workers == 1:
+            self._inline(tasks, on_result)
+            return
         from loops._pool import single_thread_pool
 
         todo, attempt = list(tasks), 0
@@ -115,6 +118,20 @@ class LocalExecutor:
             todo = broken
 
 
+    @staticmethod
+    def _inline(tasks: list[Task], on_result: OnResult) -> None:
+        """One worker: in this process (torch's thread count restored afterwards)."""
+        import torch
+
+        prev = torch.get_num_threads()
+        try:
+            for t in tasks:
+                for r in run_task(t):
+                    on_result(r)
+        finally:
+            torch.set_num_threads(prev)
+
+
 class RayExecutor:
     """Plain Ray tasks; the driver (this process) collects the results."""
 
@@ -133,6 +150,9 @@ class RayExecutor:
             from loops._pool import THREAD_ENV
 
             env = {"env_vars": {k: "1" for k in THREAD_ENV}}
+            if not self.address:  # users' module:Class importable from the current folder, as in the local pool
+                env["env_vars"]["PYTHONPATH"] = os.pathsep.join(
+                    [os.getcwd()] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
             if self.address:
                 ray.init(address=self.address, runtime_env=env, log_to_driver=False)
             else:
@@ -204,6 +224,11 @@ def execute(cfg: BenchmarkConfig, cells: list[Cell], out: str | Path, *, progres
 
     t0 = time.perf_counter()
     try:
+        if todo and isinstance(ex, LocalExecutor) and ex.workers > 1:
+            # one patient's oracle optimum per worker first (cached on disk): else the first cells of a
+            # patient, started together, would each compute it
+            first = list({c.patient.key: c for c in reversed(todo)}.values())[::-1]
+            ex.run([{"cells": [c], "config": cfg, "prepare": True} for c in first], on_result)
         if todo:
             ex.run(tasks_of(todo, cfg), on_result)
     finally:

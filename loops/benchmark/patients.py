@@ -155,6 +155,7 @@ class SimulatedPatient:
         if self._optimum is None:
             o = simulators.oracle_optimum(self.patient, self.objective, **dict(self._oracle_cfg.grid))
             self._optimum = Stimulus.from_dict(o["stimulus"])
+            self.oracle_grid_cost = float(o["cost"])  # the grid search's own (biased low) estimate
         return self._optimum
 
     def cost_model(self, seed: int) -> Any:

@@ -110,7 +110,9 @@ class OptunaOptimizer(Optimizer):
             raise ConfigError("optuna-tpe / optuna-gp need Optuna: pip install 'bfm-stim[external]'") from None
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # not its greenlet notice per study
         st: OptunaSettings = self.settings  # type: ignore[assignment]
-        cons = (lambda ft: ft.user_attrs.get("constraint", (0.0,))) if st.constraints else None
+        # Optuna >= 5: constraints set on the trial (set_constraint); 4.x: a constraints_func reading user attrs
+        self._native = hasattr(optuna.trial.Trial, "set_constraint")
+        cons = (lambda ft: ft.user_attrs.get("constraint", (0.0,))) if st.constraints and not self._native else None
         if st.sampler == "tpe":
             sampler = optuna.samplers.TPESampler(seed=st.seed, n_startup_trials=st.n_startup_trials,
                                                  constraints_func=cons)
@@ -156,16 +158,24 @@ class OptunaOptimizer(Optimizer):
         thr = self.settings.side_effect_threshold
         for s, o, tag in zip(stimuli, outcomes, tags):
             cons = ((o.severity or 0.0) - thr,)
+            use = self.settings.constraints  # type: ignore[attr-defined]
             asked = self._asked.pop(tag["optuna_trial"], None) if isinstance(tag, dict) else None
             if asked is not None and _same(asked[1], s):
-                asked[0].set_user_attr("constraint", cons)
+                if use and self._native:
+                    asked[0].set_constraint("side_effect", cons[0])
+                elif use:
+                    asked[0].set_user_attr("constraint", cons)
                 self._study.tell(asked[0], o.cost)
                 continue
             if asked is not None:  # projected onto the safe set: what was suggested was never measured
                 self._study.tell(asked[0], state=optuna.trial.TrialState.FAIL)
+            kw: dict[str, Any] = {}
+            if use and self._native:
+                kw["constraints"] = {"side_effect": cons[0]}
+            elif use:
+                kw["user_attrs"] = {"constraint": cons}
             self._study.add_trial(optuna.trial.create_trial(
-                params=self._delivered_params(s), distributions=self._dists, value=o.cost,
-                user_attrs={"constraint": cons}))
+                params=self._delivered_params(s), distributions=self._dists, value=o.cost, **kw))
 
 
 # --- Nevergrad ----------------------------------------------------------------------------------------
@@ -320,17 +330,12 @@ def make_optimizer(entry: OptimizerEntry, space: StimulusSpace, *, seed: int, bu
     """Build the optimizer an ``[[optimizers]]`` entry names, seeded with ``seed``.
 
     Raises:
-        ConfigError: Unknown name, missing optional library, bad settings; or a surrogate optimizer
-            without a cost model (the patient has none).
+        ConfigError: Unknown name, missing optional library, bad settings.
     """
     name, settings = entry.name, dict(entry.settings)
     if name in registry:
-        hooks = {}
-        if name in SURROGATE_OPTIMIZERS:
-            if cost_model is None:
-                raise ConfigError(f"optimizer {entry.label!r} ({name}) needs a cost model; this patient has none "
-                                  "(use objective.kind = 'latent' with simulated patients)")
-            hooks["cost_model"] = cost_model
+        # a surrogate optimizer on a patient without a cost model gets None, and decides (it may fail: recorded)
+        hooks = {"cost_model": cost_model} if name in SURROGATE_OPTIMIZERS else {}
         return make(name, space, settings=settings, seed=seed, **hooks)
     if name in EXTERNAL:
         if name == "nevergrad":

@@ -133,6 +133,7 @@ def run_cell(cell: Cell, cfg: BenchmarkConfig, *, cost_model: Any = "fresh") -> 
                                  "label": cell.patient.label, "family": cell.patient.family},
                         objective=getattr(p, "description", type(p).__name__),
                         oracle={"stimulus": ctx["optimum"].to_dict(), "cost": ctx["c_opt"], "off_cost": ctx["c_off"],
+                                "grid_cost": getattr(p, "oracle_grid_cost", None),
                                 "repeats": cfg.oracle.repeats, "grid": dict(cfg.oracle.grid)},
                         signature=ctx["signature"], space=space.to_dict())
         cm = p.cost_model(getattr(p, "seed", 0)) if cost_model == "fresh" and hasattr(p, "cost_model") else \
@@ -239,6 +240,12 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
     cfg: BenchmarkConfig = task["config"]
     cells: list[Cell] = list(task["cells"])
+    if task.get("prepare"):  # set up the patient only (fills the on-disk oracle cache), no result
+        try:
+            _context(cells[0], cfg)
+        except Exception:  # noqa: BLE001 - the cells will report it
+            pass
+        return []
     shared: Any = "fresh"
     if task.get("shared_cost") and cells:
         try:
