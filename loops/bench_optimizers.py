@@ -17,6 +17,9 @@ floor, 5 % of the gap can lie below the trial noise). All three oracle costs are
 baseline's are re-measured that way rather than taken from the grid search, whose minimum is biased low.
 A run that never reaches regret <= 0.05 counts as ``budget + 1`` trials (censored). Every emitted
 stimulus is re-checked with ``space.check``; a failing one counts as a hard violation and is not delivered.
+It runs as a preset of the benchmark harness (:func:`preset_config`: :mod:`loops.benchmark`, legacy
+seeding, one task per patient whose runs share one cost model in order, as before the harness) and
+turns the harness' per-trial rows into this JSON (:func:`legacy_row`).
 Patients run in a process pool of ``workers``; the bare-BoTorch seconds-per-ask comparison
 (:func:`bfm_stim.optim.bench_ask.bench_ask`) runs in the same call.
 """
@@ -51,89 +54,73 @@ DEFAULT_OPTIMIZERS = ("random", "sobol", "cmaes", "bo", "bo_plain", "gradient", 
 QUICK_ORACLE = dict(n_amplitude=3, frequencies=(20.0, 130.0), pulse_widths=(60.0, 120.0), repeats=2, refine_steps=0)
 
 
-def _objective(patient: Any, ckpt: Path | None) -> tuple[Any, Any, str]:
-    """(measured objective, surrogate cost model or None, name) for one patient."""
-    import simulators
-    from bfm_stim.optim import SurrogateCost
-    from loops.offline import file_digest, make_target, patient_surrogate
+def preset_config(quick: bool = False, n_patients: int = 10, seeds: int = 3, budget: int = 40,
+                  optimizers: tuple[str, ...] = DEFAULT_OPTIMIZERS, *, workers: int = 2,
+                  checkpoint: Path | None = None) -> Any:
+    """This benchmark as a :class:`loops.benchmark.config.BenchmarkConfig` (``seeding = "legacy"``).
 
-    if ckpt is None:
-        return simulators.HealthyReferenceObjective(), None, "HealthyReferenceObjective (no checkpoint)"
-    sur, rest = patient_surrogate(patient, ckpt)
-    tgt = make_target("healthy", patient, sur, ckpt_tag=file_digest(ckpt))
-    cost = SurrogateCost(sur, rest[:, -sur.cfg.max_patches * sur.cfg.patch_len:], tgt.forecast, seed=patient.seed)
-    return tgt.measured, cost, f"latent target (BFM encoder, checkpoint {file_digest(ckpt)})"
+    Legacy seeding: optimizer seed = seed index, trial ``100_000 + 1000 * seed + t``, and one cost
+    model per patient shared by its runs in order (seeds, then optimizers), as before the harness,
+    so the committed ``bench/optimizers.json`` stays reproducible. ``checkpoint=None``: the
+    simulators' healthy-reference objective.
+    """
+    from loops.benchmark.config import (BenchmarkConfig, CohortConfig, ExecutorConfig, ObjectiveConfig,
+                                        OptimizerEntry, OracleConfig)
+
+    return BenchmarkConfig(
+        optimizers=tuple(OptimizerEntry(v, VARIANTS[v][0], dict(VARIANTS[v][1])) for v in optimizers),
+        name="bench-optimizers-quick" if quick else "bench-optimizers", budget=budget, seeds=seeds, seeding="legacy",
+        cohort=CohortConfig(families=("bg-beta-v0", "cortex-jr-epileptic-v0"), n_patients=n_patients),
+        objective=ObjectiveConfig(kind="latent", checkpoint=str(checkpoint)) if checkpoint is not None
+        else ObjectiveConfig(kind="healthy_reference"),
+        oracle=OracleConfig(repeats=2 if quick else 8, trial_costs=False, grid=QUICK_ORACLE if quick else {}),
+        executor=ExecutorConfig(workers=workers))
 
 
-def _run_patient(job: dict[str, Any]) -> list[dict[str, Any]]:
-    """All seeds × optimizers on one patient (runs in a worker process)."""
-    import torch
-
-    torch.set_num_threads(1)
-    import simulators
-    from bfm_stim.exceptions import SafetyLimitError, ValidationError
-    from bfm_stim.optim import make
-    from loops.offline import run_trial
-
-    p = simulators.make(job["family"], seed=job["seed"])
-    space = p.stimulus_space()
-    ckpt = Path(job["checkpoint"]) if job["checkpoint"] else None
-    objective, cost, obj_name = _objective(p, ckpt)
-    from bfm_stim.space import Stimulus
-
-    oracle = simulators.oracle_optimum(p, objective, **job["oracle"])
-    best_known = Stimulus.from_dict(oracle["stimulus"])
-    c_opt = simulators.oracle_cost(p, best_known, objective, repeats=job["repeats"])
-    c_off = simulators.oracle_cost(p, None, objective, repeats=job["repeats"])
+def legacy_row(result: dict[str, Any], budget: int) -> dict[str, Any]:
+    """A harness result (one cell) as a row of this benchmark's JSON."""
+    m, rows, cell = result["manifest"], result["rows"], result["cell"]
+    c_opt, c_off = m["oracle"]["cost"], m["oracle"]["off_cost"]
     gap = c_off - c_opt if c_off - c_opt > 1e-9 else 1.0
     norm = abs(c_off) if abs(c_off) > 1e-9 else 1.0
-    oracle_cache: dict[str, float] = {repr(best_known): c_opt, repr(None): c_off}
-    rows = []
-    for seed in range(job["seeds"]):
-        for variant in job["optimizers"]:
-            name, over = VARIANTS[variant]
-            hooks = {"cost_model": cost} if name in ("gradient", "guided", "egreedy") else {}
-            t_make = time.perf_counter()
-            opt = make(name, space, seed=seed, **over, **hooks)
-            t_make = time.perf_counter() - t_make
-            ask_s, recs, side, violations, rec_s = [], [], 0, 0, 0.0
-            for t in range(job["budget"]):
-                t0 = time.perf_counter()
-                s = opt.ask(1)[0]
-                ask_s.append(time.perf_counter() - t0 + rec_s)  # with the previous recommendation (they share a fit)
-                try:
-                    space.check(s)
-                except (SafetyLimitError, ValidationError):
-                    violations += 1
-                    continue
-                out = run_trial(p, s, objective, trial=100_000 + 1000 * seed + t)
-                side += bool(out.metadata["side_effect_reported"])
-                opt.tell([s], [out])
-                t0 = time.perf_counter()
-                recs.append(opt.recommend())
-                rec_s = time.perf_counter() - t0
-            true_best = []
-            for rec in recs:  # no recommendation yet (every trial had a side effect): stimulation stays off
-                key = repr(rec)
-                if key not in oracle_cache:
-                    oracle_cache[key] = simulators.oracle_cost(p, rec, objective, repeats=job["repeats"])
-                true_best.append(oracle_cache[key])
-            curve = [(c - c_opt) / norm for c in true_best]
-            curve_gap = [(c - c_opt) / gap for c in true_best]
-            hit = [i + 1 for i, r in enumerate(curve) if r <= THRESHOLD]
-            hit_gap = [i + 1 for i, r in enumerate(curve_gap) if r <= THRESHOLD]
-            rows.append({"family": job["family"], "patient_seed": job["seed"], "seed": seed, "optimizer": variant,
-                         "regret": curve, "trials_to_target": hit[0] if hit else job["budget"] + 1,
-                         "censored": not hit, "final_regret": curve[-1] if curve else math.inf,
-                         "regret_gap": curve_gap, "trials_to_target_gap": hit_gap[0] if hit_gap else job["budget"] + 1,
-                         "censored_gap": not hit_gap, "final_regret_gap": curve_gap[-1] if curve_gap else math.inf,
-                         "side_effect_trials": side, "violations": violations,
-                         "s_per_ask": float(np.median(ask_s)) if ask_s else math.nan,
-                         "make_s": t_make, "objective": obj_name, "oracle_cost": c_opt, "baseline_cost": c_off,
-                         "oracle_grid_cost": oracle["cost"], "oracle_stimulus": oracle["stimulus"],
-                         "best": recs[-1].to_dict() if recs and recs[-1] is not None else None})
-            log.info("%s seed %d %s: %d trials to target", job["family"], job["seed"], variant, rows[-1]["trials_to_target"])
-    return rows
+    told = [r for r in rows if r["delivered"]]  # a refused stimulus told nothing and recommended nothing
+    true_best = [r["oracle_rec_cost"] for r in told]
+    curve = [(c - c_opt) / norm for c in true_best]
+    curve_gap = [(c - c_opt) / gap for c in true_best]
+    hit = [i + 1 for i, r in enumerate(curve) if r <= THRESHOLD]
+    hit_gap = [i + 1 for i, r in enumerate(curve_gap) if r <= THRESHOLD]
+    asks = [r["ask_s"] + (rows[i - 1]["rec_s"] if i else 0.0) for i, r in enumerate(rows)]
+    return {"family": m["patient"]["id"], "patient_seed": m["patient"]["seed"], "seed": cell["seed"],
+            "optimizer": cell["optimizer"]["label"], "regret": curve, "trials_to_target": hit[0] if hit else budget + 1,
+            "censored": not hit, "final_regret": curve[-1] if curve else math.inf,
+            "regret_gap": curve_gap, "trials_to_target_gap": hit_gap[0] if hit_gap else budget + 1,
+            "censored_gap": not hit_gap, "final_regret_gap": curve_gap[-1] if curve_gap else math.inf,
+            "side_effect_trials": int(sum(bool(r["side_effect_reported"]) for r in told)),
+            "violations": int(sum(r["violation"] is not None for r in rows)),
+            "s_per_ask": float(np.median(asks)) if asks else math.nan, "make_s": math.nan,
+            "objective": m["objective"], "oracle_cost": c_opt, "baseline_cost": c_off,
+            "oracle_grid_cost": m["oracle"]["grid_cost"], "oracle_stimulus": m["oracle"]["stimulus"],
+            "best": told[-1]["recommendation"] if told else None, "status": result["status"]}
+
+
+def _run_harness(cfg: Any, runs_dir: str | Path | None) -> tuple[list[dict[str, Any]], float]:
+    """Run the preset through the harness (local pool); results in cell order and the wall time."""
+    import tempfile
+
+    from loops.benchmark.cells import expand
+    from loops.benchmark.executors import Store, execute
+
+    cells = expand(cfg)
+    with tempfile.TemporaryDirectory(prefix="bench-optimizers-") as tmp:
+        out = Path(runs_dir) if runs_dir is not None else Path(tmp)
+        t0 = time.perf_counter()
+        execute(cfg, cells, out, progress=False)
+        wall = time.perf_counter() - t0
+        results = Store(out).results([c.id for c in cells])
+    bad = [r for r in results if r["status"] != "ok"]
+    if bad:
+        log.warning("%d run(s) did not finish: %s", len(bad), [(r["cell"]["optimizer"]["label"], r["error"]) for r in bad])
+    return results, wall
 
 
 def _summary(rows: list[dict[str, Any]], optimizers: tuple[str, ...]) -> dict[str, Any]:
@@ -206,7 +193,8 @@ def plot_regret(rows: list[dict[str, Any]], optimizers: tuple[str, ...], path: P
 
 def run_optimizer_bench(quick: bool = False, n_patients: int = 10, seeds: int = 3, budget: int = 40,
                         optimizers: tuple[str, ...] = DEFAULT_OPTIMIZERS, *, workers: int = 2,
-                        checkpoint: str | Path | None | bool = None, png: str | Path | None = None) -> dict[str, Any]:
+                        checkpoint: str | Path | None | bool = None, png: str | Path | None = None,
+                        runs_dir: str | Path | None = None) -> dict[str, Any]:
     """Run the benchmark and return its JSON-ready figures.
 
     Args:
@@ -219,8 +207,9 @@ def run_optimizer_bench(quick: bool = False, n_patients: int = 10, seeds: int = 
         checkpoint: BFM checkpoint (default the shipped one); ``False`` or a missing file: the fallback
             objective (the simulators' healthy-reference band-power distance).
         png: Regret-curve figure path (default ``$BFM_STIM_CACHE/bench_optimizers.png``).
+        runs_dir: Keep the harness' per-run results (``cells/*.json``, resumable) here (default: a
+            temporary folder, removed).
     """
-    import simulators
     from bfm_stim.optim.bench_ask import bench_ask
     from loops.offline import checkpoint_path
 
@@ -234,19 +223,9 @@ def run_optimizer_bench(quick: bool = False, n_patients: int = 10, seeds: int = 
     ckpt = None if checkpoint is False else checkpoint_path(checkpoint)  # False: no model, reference objective
     ckpt = ckpt if ckpt is not None and ckpt.is_file() else None
     fams = ("bg-beta-v0", "cortex-jr-epileptic-v0")  # pathological regimes: a healthy patient has no way to improve
-    per = {f: simulators.cohort("eval", (n_patients + 1) // 2) for f in fams}
-    jobs = [{"family": fams[i % 2], "seed": per[fams[i % 2]][i // 2], "seeds": seeds, "budget": budget,
-             "optimizers": tuple(optimizers), "checkpoint": str(ckpt) if ckpt else None,
-             "oracle": QUICK_ORACLE if quick else {}, "repeats": 2 if quick else 8} for i in range(n_patients)]
-    t0 = time.perf_counter()
-    if workers > 1:
-        from loops._pool import single_thread_pool
-
-        with single_thread_pool(workers) as ex:
-            rows = [r for part in ex.map(_run_patient, jobs) for r in part]
-    else:
-        rows = [r for j in jobs for r in _run_patient(j)]
-    wall = time.perf_counter() - t0
+    cfg = preset_config(quick, n_patients, seeds, budget, tuple(optimizers), workers=workers, checkpoint=ckpt)
+    results, wall = _run_harness(cfg, runs_dir)
+    rows = [legacy_row(r, budget) for r in results if "oracle" in r["manifest"]]  # set-up failures: warned above
     ask = bench_ask(n_obs=40, repeats=1 if quick else 3, num_restarts=LEAN_BO["num_restarts"],
                     raw_samples=LEAN_BO["raw_samples"], mc_samples=LEAN_BO["mc_samples"])
     summary = _summary(rows, tuple(optimizers))
@@ -256,7 +235,7 @@ def run_optimizer_bench(quick: bool = False, n_patients: int = 10, seeds: int = 
     out_png.parent.mkdir(parents=True, exist_ok=True)
     return {"quick": quick, "n_patients": n_patients, "families": list(fams), "seeds": seeds, "budget": budget,
             "threshold": THRESHOLD, "regret_normalization": "(c(best so far) - c_opt) / c_off; *_gap: / (c_off - c_opt); oracle costs, "
-            "common random numbers", "repeats": jobs[0]["repeats"] if jobs else None,
+            "common random numbers", "repeats": cfg.oracle.repeats,
             "objective": rows[0]["objective"] if rows else None, "checkpoint": str(ckpt) if ckpt else None,
             "variants": {v: {"optimizer": VARIANTS[v][0], "settings": VARIANTS[v][1]} for v in optimizers},
             "summary": summary, "summary_by_family": by_family, "targets": _targets(summary), "bench_ask_40_obs": ask, "wall_s": wall,

@@ -163,15 +163,18 @@ class RayExecutor:
         ray = self._init()
         remote = ray.remote(num_cpus=1, max_retries=self.max_retries, retry_exceptions=False)(run_task)
         queue, inflight = list(reversed(tasks)), {}
+        self.overheads: list[float] = []  # per task: driver's submit-to-result time minus the worker's run time, s
         while queue or inflight:
             while queue and len(inflight) < self.max_pending:
                 t = queue.pop()
-                inflight[remote.remote(t)] = t
+                inflight[remote.remote(t)] = (t, time.perf_counter())
             done, _ = ray.wait(list(inflight), num_returns=1)
             for ref in done:
-                t = inflight.pop(ref)
+                t, t_sub = inflight.pop(ref)
                 try:
                     res = ray.get(ref)
+                    if self.max_pending <= self.workers:  # no queueing behind other tasks: all of it is overhead
+                        self.overheads.append(time.perf_counter() - t_sub - sum(r["run_s"] for r in res))
                 except Exception as e:  # noqa: BLE001 - retries exhausted (worker died each time) or lost node
                     res = _error_results(t, f"ray: {type(e).__name__}: {str(e)[:300]}")
                 for r in res:
@@ -233,8 +236,14 @@ def execute(cfg: BenchmarkConfig, cells: list[Cell], out: str | Path, *, progres
             ex.run(tasks_of(todo, cfg), on_result)
     finally:
         bar.close()
-    return {"cells": len(cells), "skipped": len(cells) - len(todo), "ran": len(todo), "failures": failures,
-            "wall_s": time.perf_counter() - t0, "executor": ex.kind, "workers": ex.workers}
+    rec = {"cells": len(cells), "skipped": len(cells) - len(todo), "ran": len(todo), "failures": failures,
+           "wall_s": time.perf_counter() - t0, "executor": ex.kind, "workers": ex.workers}
+    if getattr(ex, "overheads", None):
+        import numpy as np
+
+        rec["ray_overhead_s_median"] = float(np.median(ex.overheads))
+        rec["ray_overhead_s_max"] = float(np.max(ex.overheads))
+    return rec
 
 
 def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, progress: bool = True, report: bool = True,
