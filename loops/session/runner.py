@@ -100,8 +100,7 @@ class SessionContext:
         return self.store.trials()
 
     def next_trial(self) -> int:
-        ks = [t.trial for t in self.trials()]
-        return max(ks) + 1 if ks else 1
+        return self.proposer.next_trial()
 
     def on_outcome(self, k: int, stim: Stimulus, outcome: Any) -> None:
         thr = self.proposer.opt.settings.side_effect_threshold
@@ -301,7 +300,8 @@ def _run(ctx: SessionContext, resume: bool) -> str:
         opt = _restore_optimizer(cfg, cal, store)
     else:
         opt = build_optimizer(cfg, cal)
-    prop = Proposer(opt, store, probes=cfg.calibration.probes)
+    ks = [v.trial for v in store.trials()]
+    prop = Proposer(opt, store, probes=cfg.calibration.probes, next_trial=max(ks) + 1 if ks else 1)
     ctx.proposer = prop
     for v in store.trials():  # a proposal logged but never sent is the next trial
         if v.status == "asked":
@@ -309,8 +309,11 @@ def _run(ctx: SessionContext, resume: bool) -> str:
     for v in store.trials():
         if v.status == "completed":
             ctx.on_outcome(v.trial, Stimulus.from_dict(v.stimulus), _outcome(v))
-    reason = run_trials(ctx)
-    prop.wait_idle()
+    try:
+        reason = run_trials(ctx)
+    finally:
+        prop.wait_idle()  # every measured outcome told and logged before the session ends
+        prop.close()
     if cfg.continuous.segments:
         from loops.session.continuous import run_continuous
 
@@ -325,8 +328,12 @@ def _outcome(v: Any) -> Any:
 
 
 def _mark_in_flight(store: SessionStore) -> None:
-    """Trials sent when the previous run died: marked interrupted (cancelled for the optimizer)."""
+    """Trials sent when the previous run died: marked interrupted (cancelled for the optimizer); trials
+    measured but not yet told: told now (the replay applies the ``outcome`` written here)."""
     for v in store.trials():
+        if v.status == "completed" and not v.told:
+            m = next(r for r in reversed(store.records) if r["type"] == "measured" and r["trial"] == v.trial)
+            store.append("outcome", **{k: val for k, val in m.items() if k not in ("type", "t", "lsl")})
         if v.status == "sent":
             store.append("interrupted", trial=v.trial, reason="the session process ended while this trial was in "
                          "flight; its response was not scored (resumed)")

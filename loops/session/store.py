@@ -27,8 +27,10 @@ RECORD TYPES (``trials.jsonl``; every record has ``type``, ``t`` (Unix s) and ``
 - ``asked`` (optimizer op): ``{"trial": k, "stimulus": {...}, "ask_s": s, "probe": bool}``.
 - ``sent`` (written before the command is pushed): ``{"trial": k, "seq", "apply_at", "session_id"}``.
 - ``ack``: ``{"trial": k, "seq", "status": "applied"|"rejected", "applied_at"?, "reason"?, "detail"?}``.
-- ``outcome`` (optimizer op: tell): ``{"trial": k, "cost", "side_effect", "window": [t0, t1] (LSL s), "seq",
-  "charge_uc", "score_s", "latent": [...] (the response's mean latent, latent targets)}``.
+- ``measured`` (as soon as a response is scored, fsynced): ``{"trial": k, "cost", "side_effect",
+  "window": [t0, t1] (LSL s), "seq", "charge_uc", "score_s", "latent": [...] (mean latent, latent targets)}``.
+- ``outcome`` (optimizer op: tell; the same fields): written when the optimizer is told, which may be
+  after a proposal that was being computed (``--resume`` tells a measured trial the crash left untold).
 - ``timing`` (after the rest): ``{"trial": k, "trial_s", "stim_s", "response_s", "rest_s", "overhead_s",
   "dead_s", "lead_s", "ask_s", "policy"}`` (wall-clock s; folded into :attr:`TrialView.timing`).
 - ``interrupted`` (optimizer op: cancel): ``{"trial": k, "reason": str}``; its cost is never told.
@@ -212,7 +214,7 @@ def read_signal(folder: str | Path, n_channels: int) -> tuple[np.ndarray, np.nda
 class TrialView:
     """One trial as read back from the log (what the report, the BIDS export and the tests see).
 
-    ``status`` is ``"completed"`` (an outcome was told), ``"interrupted"``, ``"rejected"``,
+    ``status`` is ``"completed"`` (scored; ``told`` once the optimizer has it), ``"interrupted"``, ``"rejected"``,
     ``"sent"`` (sent, the session died before it ended: marked interrupted on resume) or
     ``"asked"`` (proposed, never sent).
     """
@@ -231,6 +233,7 @@ class TrialView:
     timing: dict[str, float] = field(default_factory=dict)
     ask_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    told: bool = False
 
 
 def trial_views(records: list[dict[str, Any]]) -> list[TrialView]:
@@ -252,7 +255,8 @@ def trial_views(records: list[dict[str, Any]]) -> list[TrialView]:
         elif typ == "ack":
             if r.get("status") == "applied":
                 v.applied_at = r.get("applied_at")
-        elif typ == "outcome":
+        elif typ in ("measured", "outcome"):  # measured: scored and logged; outcome: told to the optimizer
+            v.told = v.told or typ == "outcome"
             v.status, v.cost, v.side_effect = "completed", r.get("cost"), r.get("side_effect")
             v.window, v.timing = r.get("window"), dict(r.get("timing") or {})
             v.extra = {key: val for key, val in r.items() if key not in

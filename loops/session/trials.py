@@ -245,8 +245,7 @@ def run_trials(ctx: Any) -> str:
         reason = ctx.stop_rule()
         if reason:
             return reason
-        k = ctx.next_trial()
-        status, t_ready = loop.one(k, t_ready)
+        status, t_ready = loop.one(ctx.next_trial(), t_ready)
         rejects = rejects + 1 if status == "rejected" else 0
         if rejects >= 5:
             return "device_rejects"
