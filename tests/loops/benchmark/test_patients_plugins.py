@@ -144,3 +144,17 @@ def test_flaky_optimizer_misbehaves_as_declared():
     with pytest.raises(RuntimeError, match="deliberate crash on ask 5"):
         f.ask()
     assert np.isfinite(s1.amplitude_ma)
+
+
+def test_simulated_patient_oracle_batch_equals_simulators_oracle_cost():
+    import simulators
+    from loops.benchmark.patients import SimulatedPatient
+
+    p = SimulatedPatient("bg-beta-v0", 1_000_003, ObjectiveConfig(kind="healthy_reference"), OracleConfig(repeats=2))
+    space = p.stimulus_space()
+    stims = [space.project_safe(s) for s in space.from_unit(np.random.default_rng(0).random((3, space.dim)))]
+    batch = p.oracle_cost(stims + [None])
+    single = [simulators.oracle_cost(p.patient, s, p.objective, repeats=2) for s in stims + [None]]
+    assert batch.tolist() == single  # bit for bit: the runner scores many stimuli in one batch
+    a, b = signature(p), signature(p)
+    assert a == b and len(a["costs"]) == 3
