@@ -34,7 +34,7 @@ Layout of a config file (every table optional except ``[[optimizers]]``)::
 
     [executor]
     kind = "local"             # local | ray
-    workers = 2
+    workers = 2                # default: all cores
     max_pending = 64           # Ray: tasks in flight at most
     max_retries = 2            # Ray: retries of a task whose worker died
     cell_timeout_s = 1800.0
@@ -51,6 +51,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -199,7 +200,7 @@ class ExecutorConfig:
     """Where runs execute (the CLI's ``--executor``/``--workers``/``--address`` override it)."""
 
     kind: str = "local"
-    workers: int = 2
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     address: str = ""
     max_pending: int = 64
     max_retries: int = 2

@@ -122,16 +122,16 @@ def scale(out: Path) -> dict[str, Any]:
                     "noop_round_trip_s_median": float(np.median(rt)),
                     "run_s_median": float(np.median(runs)), "run_s_mean": float(np.mean(runs))}
     res["ray_2"]["overhead_fraction_of_run"] = res["ray_2"]["overhead_per_task_s_median"] / res["ray_2"]["run_s_median"]
-    from loops.benchmark.executors import Store as _S
-
     def comparable(rs: list[dict]) -> list[dict]:
         return [{**{k: v for k, v in r.items() if k not in ("run_s", "worker")},
                  "rows": [{k: v for k, v in row.items() if not k.endswith("_s")} for row in r["rows"]]} for r in rs]
 
     ids = [c.id for c in cells]
-    res["ray_rows_equal_local"] = comparable(_S(out / "ray").results(ids)) == comparable(_S(out / "local_2").results(ids))
-    res["local_1_rows_equal_local_2"] = comparable(_S(out / "local_1").results(ids)) == \
-        comparable(_S(out / "local_2").results(ids))
+    local2 = comparable(Store(out / "local_2").results(ids))
+    res["ray_rows_equal_local"] = comparable(Store(out / "ray").results(ids)) == local2
+    res["local_1_rows_equal_local_2"] = comparable(Store(out / "local_1").results(ids)) == local2
+    rss = [r["worker"].get("max_rss_mb") for r in Store(out / "ray").results(ids) if r.get("worker")]
+    res["ray_2"]["worker_max_rss_mb"] = max((x for x in rss if x), default=None)
     return res
 
 

@@ -19,6 +19,7 @@ import os
 import platform
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -226,7 +227,17 @@ def _result(cell: Cell, status: str, error: str | None, rows: list, manifest: di
                     cell.seed, status, error.split(" | ")[0])
     return {"cell": cell.to_dict(), "status": status, "error": error, "rows": rows, "manifest": manifest,
             "run_s": time.perf_counter() - t_start,
-            "worker": {"pid": os.getpid(), "host": socket.gethostname()}}
+            "worker": {"pid": os.getpid(), "host": socket.gethostname(), "max_rss_mb": _max_rss_mb()}}
+
+
+def _max_rss_mb() -> float | None:
+    """Peak resident memory of this process so far, MiB (None where ``resource`` is missing)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / (1024 * 1024) if sys.platform == "darwin" else kb / 1024
 
 
 def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
