@@ -60,6 +60,52 @@ def test_session_against_served_patient(tmp_path):
     raw = mne.io.read_raw_fif(d / "recording.fif", verbose="error")
     assert raw.info["sfreq"] == 1000.0 and len(raw.annotations) >= 4
     assert (d / "report" / "index.html").is_file()
+    outcomes = [r for r in recs if r["type"] == "outcome"]
+    assert outcomes and all(len(o["latent"]) > 0 for o in outcomes)  # the response latents, for the report
+    # the report rebuilds from the directory alone, and the session exports as BIDS iEEG
+    (d / "report" / "index.html").unlink()
+    from .lsl_session import child_env
+    import subprocess
+    import sys
+
+    rep = subprocess.run([sys.executable, "-m", "loops.cli", "report", str(d)], env=child_env(), capture_output=True,
+                         text=True, timeout=120)
+    assert rep.returncode == 0 and (d / "report" / "index.html").stat().st_size > 50_000, rep.stderr[-2000:]
+    bids = run_session_proc(["--out", str(d), "--export-bids", str(tmp_path / "bids")])
+    assert bids.returncode == 0, bids.stderr[-2000:]
+    events = list((tmp_path / "bids").rglob("*_events.tsv"))
+    assert events and "electrical_stimulation_current" in events[0].read_text()
+
+
+def test_sensory_session_with_probes_and_patience(tmp_path):
+    """A cortical patient served with flicker and click trains; two probe trials first; patience ends it."""
+    import simulators
+
+    seed = simulators.cohort("eval", 1)[0]
+    key = keygen(tmp_path / "k.key")
+    sid = unique_id("test-sensory")
+    from .lsl_session import start
+
+    dev = start(["-m", "simulators.stream", "--patient", "cortex-jr-v0", "--seed", str(seed), "--key-file", str(key),
+                 "--speed", "4", "--source-id", sid, "--space-kind", "sensory"], tmp_path / "dev.log")
+    try:
+        wait_stream(sid)
+        cfg = write_config(tmp_path / "s.toml", sid, key, device={"space_kind": "sensory"},
+                           calibration={"rest_s": 4.0, "target": "bandpower:8-12", "probes": 2},
+                           trials={"optimizer": "random", "budget": 40, "rest_s": 0.5, "patience": 3})
+        d = tmp_path / "sess"
+        res = run_session_proc(["--config", str(cfg), "--out", str(d)])
+        assert res.returncode == 0, res.stderr[-3000:]
+    finally:
+        stop(dev)
+    space = simulators.make("cortex-jr-v0", seed=seed).stimulus_space("sensory")
+    recs = _check_log(d, space)
+    asked = [r for r in recs if r["type"] == "asked"]
+    assert [a["probe"] for a in asked[:3]] == [True, True, False]
+    assert all(a["stimulus"]["kind"] == "sensory" for a in asked)
+    summary = json.loads((d / "session.json").read_text())["summary"]
+    assert summary["end_reason"] == "patience" and 4 <= summary["trials_completed"] < 40
+    assert summary["charge_trials_uc"] == 0.0  # sensory trains deliver no charge
 
 
 def _space_toml(d: dict) -> str:
