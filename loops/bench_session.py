@@ -73,7 +73,7 @@ def _med(x: list[float]) -> float | None:
     return float(np.median(x)) if len(x) else None
 
 
-def run_session_bench(n_patients: int = 5, *, speed: float = 2.0, budget: int = 12, rest_s: float = 30.0,
+def run_session_bench(n_patients: int = 5, *, speed: float = 1.0, budget: int = 12, rest_s: float = 30.0,
                       segment_s: float = 20.0, out: str | Path = "runs/bench-session", demo: bool = True,
                       quick: bool = False) -> dict[str, Any]:
     """Run the benchmark (module docstring); returns the JSON-ready result with its ``targets`` block."""
