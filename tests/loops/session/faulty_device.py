@@ -2,6 +2,7 @@
 
 ``--mode nan``: channel 0 sends NaN for 0.5 s of signal starting 0.1 s after the 2nd applied command.
 ``--mode flat``: channel 3 sends a constant for 0.5 s from the same moment.
+``--mode noack``: silently drops the 3rd stimulate command it receives (never applied, never acknowledged).
 ``--mode none``: behaves (with the acquisition metadata of a simulated patient).
 """
 
@@ -68,14 +69,27 @@ def main() -> int:
     ap.add_argument("--key-file", required=True)
     ap.add_argument("--source-id", required=True)
     ap.add_argument("--speed", type=float, default=4.0)
-    ap.add_argument("--mode", choices=["nan", "flat", "none"], default="none")
+    ap.add_argument("--mode", choices=["nan", "flat", "noack", "none"], default="none")
     a = ap.parse_args()
     configure("machine")
     import simulators
     from simulators.stream import StreamServer, _install_signal_handlers
 
+    class Server(StreamServer):
+        n_cmds = 0
+
+        def _schedule(self, cmds, link, k):
+            keep = []
+            for c in cmds:
+                if c.action == "stimulate":
+                    Server.n_cmds += 1
+                    if a.mode == "noack" and Server.n_cmds == 3:
+                        continue  # lost: a device that hung on this command
+                keep.append(c)
+            super()._schedule(keep, link, k)
+
     src = Faulty(simulators.make("bg-beta-v0", seed=a.seed), a.mode)
-    server = StreamServer(src, source_id=a.source_id, key=load_key(a.key_file), speed=a.speed,
+    server = Server(src, source_id=a.source_id, key=load_key(a.key_file), speed=a.speed,
                           acquisition={"model": "bg-beta-v0", "patient_id": "bg-beta-v0", "seed": str(a.seed)})
     _install_signal_handlers(server.stop_event)
     server.run()

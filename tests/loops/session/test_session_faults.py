@@ -61,6 +61,26 @@ def test_bad_data_interrupts_the_trial_and_keeps_everything(tmp_path, mode, kind
         assert (np.diff(data[3]) == 0).sum() >= 400
 
 
+def test_missing_acknowledgement_interrupts_the_trial(tmp_path):
+    key = keygen(tmp_path / "k.key")
+    sid = unique_id("test-noack")
+    dev = faulty(SEED, key, sid, "noack", log=tmp_path / "dev.log")
+    try:
+        wait_stream(sid)
+        cfg = write_config(tmp_path / "s.toml", sid, key, device={"ack_timeout_s": 0.5}, **FAST)
+        d = tmp_path / "sess"
+        res = run_session_proc(["--config", str(cfg), "--out", str(d)])
+        assert res.returncode == 0, res.stderr[-3000:]
+    finally:
+        stop(dev)
+    recs = records(d)
+    assert [r for r in recs if r["type"] == "fault" and r["kind"] == "no_ack"]
+    views = trial_views(recs)
+    assert [v.trial for v in views if v.status == "interrupted"] == [3]
+    assert "no acknowledgement" in views[2].reason and views[2].cost is None
+    assert sum(v.status == "completed" for v in views) == 4
+
+
 def test_wrong_channel_count_is_refused_with_a_clear_message(tmp_path):
     key = keygen(tmp_path / "k.key")
     sid = unique_id("test-mismatch")
