@@ -252,6 +252,13 @@ def run_session(config: str | Path | SessionConfig | None, out: str | Path, *, r
             log.error("%s", e)
         else:
             end_reason = "error"
+            if not resume and not (out / "session.json").is_file():
+                # never got as far as a session (no device, wrong device): leave --out free for the next try
+                store.close()
+                for f in ("trials.jsonl",):
+                    (out / f).unlink(missing_ok=True)
+                shutil.rmtree(out / "stream", ignore_errors=True)
+                raise
             _safe_end(device, store, f"error: {type(e).__name__}: {e}")
             raise
     finally:
@@ -260,6 +267,8 @@ def run_session(config: str | Path | SessionConfig | None, out: str | Path, *, r
             _safe_end(device, store, end_reason)
         device.disconnect()
         store.close()
+    if not (out / "session.json").is_file():
+        raise ConfigError(f"{out}: the session ended before it connected ({end_reason})")
     summary = summarize(out)
     store2 = SessionStore(out, create=False)
     store2.update_meta(summary=summary)
