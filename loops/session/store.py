@@ -144,10 +144,14 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
 class SignalWriter:
     """Appends received samples to ``stream/data.f32`` and ``stream/times.f64``.
 
+    Each chunk is flushed to the OS at once (a killed process loses nothing); a background thread
+    fsyncs both files every ``sync_every_s`` (against power loss), so a disk flush never sits in
+    the loop's path between a sample's arrival and the command it causes.
+
     Args:
         folder: The ``stream/`` folder.
         n_channels: Signal channels per sample.
-        sync_every_s: fsync both files at most this often, s (each chunk is flushed at once).
+        sync_every_s: fsync both files this often, s.
     """
 
     def __init__(self, folder: Path, n_channels: int, *, sync_every_s: float = 1.0) -> None:
@@ -157,8 +161,18 @@ class SignalWriter:
         self._data = open(folder / "data.f32", "ab")
         self._times = open(folder / "times.f64", "ab")
         self.sync_every_s = sync_every_s
-        self._last_sync = time.monotonic()
         self.n_samples = (folder / "times.f64").stat().st_size // 8
+        self._closed = threading.Event()
+        self._syncer = threading.Thread(target=self._sync_loop, name="stream-fsync", daemon=True)
+        self._syncer.start()
+
+    def _sync_loop(self) -> None:
+        while not self._closed.wait(self.sync_every_s):
+            try:
+                os.fsync(self._data.fileno())
+                os.fsync(self._times.fileno())
+            except (OSError, ValueError):  # closed meanwhile
+                return
 
     def _repair(self, folder: Path) -> None:
         """Cut both files to the samples present in both (a kill may tear the last write)."""
@@ -182,17 +196,16 @@ class SignalWriter:
         self._data.flush()
         self._times.flush()
         self.n_samples += data.shape[1]
-        if time.monotonic() - self._last_sync >= self.sync_every_s:
-            self.sync()
 
     def sync(self) -> None:
         for f in (self._data, self._times):
             f.flush()
             os.fsync(f.fileno())
-        self._last_sync = time.monotonic()
 
     def close(self) -> None:
+        self._closed.set()
         if not self._data.closed:
+            self._syncer.join(timeout=5)
             self.sync()
             self._data.close()
             self._times.close()
