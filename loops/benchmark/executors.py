@@ -227,13 +227,14 @@ def execute(cfg: BenchmarkConfig, cells: list[Cell], out: str | Path, *, progres
 
     t0 = time.perf_counter()
     try:
-        if todo and isinstance(ex, LocalExecutor) and ex.workers > 1:
-            # one patient's oracle optimum per worker first (cached on disk): else the first cells of a
-            # patient, started together, would each compute it
-            first = list({c.patient.key: c for c in reversed(todo)}.values())[::-1]
-            ex.run([{"cells": [c], "config": cfg, "prepare": True} for c in first], on_result)
         if todo:
-            ex.run(tasks_of(todo, cfg), on_result)
+            tasks = tasks_of(todo, cfg)
+            if isinstance(ex, LocalExecutor) and ex.workers > 1:
+                # each patient's set-up (oracle optimum, cached on disk) queued first, so that the first cells
+                # of a patient, started together, do not each compute it
+                first = list({c.patient.key: c for c in reversed(todo)}.values())[::-1]
+                tasks = [{"cells": [c], "config": cfg, "prepare": True} for c in first] + tasks
+            ex.run(tasks, on_result)
     finally:
         bar.close()
     rec = {"cells": len(cells), "skipped": len(cells) - len(todo), "ran": len(todo), "failures": failures,

@@ -90,14 +90,11 @@ def scale(out: Path) -> dict[str, Any]:
     for name, ex in (("local_1", LocalExecutor(1)), ("local_2", LocalExecutor(2))):
         rec = execute(cfg, cells, out / name, progress=False, executor=ex)
         res[name] = {"wall_s": rec["wall_s"], "runs_per_min": 60 * len(cells) / rec["wall_s"]}
-    import ray
-
+    ex = RayExecutor(2, max_pending=2)
     t0 = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}})
+    ray = ex._init()  # a local instance, as `--executor ray` starts it
     init_s = time.perf_counter() - t0
     try:
-        ex = RayExecutor(2, max_pending=2)
         rec = execute(cfg, cells, out / "ray", progress=False, executor=ex)
 
         @ray.remote(num_cpus=1)
