@@ -44,11 +44,27 @@ def controller_config(ctx: Any) -> Any:
     cfg = ControllerConfig.from_toml(base) if base.is_file() else ControllerConfig()
     if ctx.cfg.continuous.controller:
         cfg = cfg.replace(**dict(ctx.cfg.continuous.controller))
-    best = ctx.best[1] if ctx.best is not None else None
-    if ctx.cfg.continuous.use_best and best is not None and best.kind == "electrical" and not best.is_off:
+    best = _best_train(ctx) if ctx.cfg.continuous.use_best else None
+    if best is not None:
         cfg = cfg.replace(contact=best.contact, frequency_hz=float(best.frequency_hz),
                           pulse_width_us=float(best.pulse_width_us))
+    if cfg.contact is None:  # nothing to take it from: the first contact of the device's space
+        contacts = [c.name for c in ctx.calibration.space.contacts]
+        log.warning("continuous mode: no trial delivered a usable train; stimulating on %s (set "
+                    "[continuous.controller] contact to choose)", contacts[0])
+        cfg = cfg.replace(contact=contacts[0])
     return cfg
+
+
+def _best_train(ctx: Any) -> Stimulus | None:
+    """The completed trial of lowest cost whose train delivered charge, preferring ones without a side effect."""
+    done = [v for v in ctx.store.trials() if v.status == "completed" and v.cost is not None]
+    trains = [(v, Stimulus.from_dict(v.stimulus)) for v in done]
+    trains = [(v, s) for v, s in trains if s.kind == "electrical" and not s.is_off]
+    if not trains:
+        return None
+    ok = [(v, s) for v, s in trains if (v.side_effect or 0.0) < 0.5] or trains
+    return min(ok, key=lambda vs: vs[0].cost)[1]
 
 
 def _space(ctx: Any) -> StimulusSpace:

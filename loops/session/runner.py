@@ -192,6 +192,10 @@ def run_session(config: str | Path | SessionConfig | None, out: str | Path, *, r
     from loops.session.live import LiveView
     from loops.session.proposer import Proposer
 
+    import warnings
+
+    # BO's own note when every trial so far had a side effect; the session logs those trials itself
+    warnings.filterwarnings("ignore", message="When all training points are infeasible")
     out = Path(out)
     if resume:
         store = SessionStore(out, create=False)
