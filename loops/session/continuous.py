@@ -18,6 +18,7 @@ from the last sample of its window to the sample the device applied it at (its a
 
 from __future__ import annotations
 
+import gc
 import time
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,7 @@ def run_segment(ctx: Any, seg: int, mode: str, ctl: Any, bio: Any, cfg: Any, res
     sent: dict[int, tuple[float, float]] = {}  # seq -> (t_last, amplitude)
     applied: list[tuple[float, float, int]] = []  # (applied_at, amplitude, seq)
     stops: list[float] = []
+    decide_ms: list[float] = []  # last sample of the window -> command pushed (the session's share), ms
 
     def on_ack(ack: Any) -> None:
         if ack.seq in sent and ack.status == "applied" and ack.applied_at is not None:
@@ -145,6 +147,11 @@ def run_segment(ctx: Any, seg: int, mode: str, ctl: Any, bio: Any, cfg: Any, res
     ctx.view(mode=mode, status=f"continuous: {mode}")
     loop = TrialLoop(ctx)
     on = False
+    # No garbage-collection pause inside the control loop: collect now, keep what exists out of later
+    # collections, and switch the collector off until the segment ends (a 20 s segment allocates little).
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     t0 = local_clock()
     t_end = t0 + dev.wall(duration)
     next_tick = t0
@@ -185,10 +192,12 @@ def run_segment(ctx: Any, seg: int, mode: str, ctl: Any, bio: Any, cfg: Any, res
                        state=d.state, seq=None)
             if d.stimulus is not None:
                 seq = dev.next_seq
-                rec["seq"] = seq
+                rec["seq"], rec["stimulus"] = seq, d.stimulus.to_dict()
                 store.continuous(rec)  # logged (flushed) before the command leaves
-                dev.send(d.stimulus, local_clock())
+                t_send = local_clock()
+                dev.send(d.stimulus, t_send)
                 sent[seq] = (t_last, d.amplitude_ma)
+                decide_ms.append(1e3 * (t_send - t_last))
                 on = True
             else:
                 store.continuous(rec)
@@ -198,6 +207,8 @@ def run_segment(ctx: Any, seg: int, mode: str, ctl: Any, bio: Any, cfg: Any, res
                     on = False
             ctx.view(biomarker=b, amplitude_ma=d.amplitude_ma)
     finally:
+        gc.enable()
+        gc.unfreeze()
         if on:
             dev.stop(f"continuous segment {seg} ends")
             stops.append(local_clock())
@@ -212,6 +223,9 @@ def run_segment(ctx: Any, seg: int, mode: str, ctl: Any, bio: Any, cfg: Any, res
     x, _ = dev.window(t0, t_end)
     summary = segment_summary(mode, cfg, applied, stops, latency, t0, t_end, dev.speed,
                               _band_power(x, dev.spec.fs, bio) if x.shape[1] > bio.n_samples else None, rest_power)
+    if decide_ms:
+        summary["session_side_ms"] = {"p50": float(np.median(decide_ms)), "p99": float(np.percentile(decide_ms, 99)),
+                                      "max": float(np.max(decide_ms))}
     store.append("continuous", phase="end", mode=mode, segment=seg, **summary)
     ctx.view(mode="trials", status="running")
     log.info("continuous %s: beta %.3g of rest, charge %.0f µC, on %.0f %%, latency p99 %s ms", mode,

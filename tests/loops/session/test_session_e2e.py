@@ -203,3 +203,41 @@ def test_session_against_play_twin(tmp_path, recordings_dir):
     assert meta["stream"]["n_channels"] == 32 and meta["stream"]["acquisition"]["model"] == "playback"
     raw = mne.io.read_raw_fif(d / "recording.fif", verbose="error")
     assert raw.info["nchan"] == 32
+
+
+def test_continuous_segments_over_lsl(tmp_path):
+    """Open-loop and adaptive segments after the trials: each decision logged before its command, every
+    command safe at the device, decision latencies from the acks, charge and time on summarized."""
+    import simulators
+
+    key = keygen(tmp_path / "k.key")
+    sid = unique_id("test-continuous")
+    dev = serve(SEED, key, sid, speed=2.0)
+    try:
+        wait_stream(sid)
+        cfg = write_config(tmp_path / "s.toml", sid, key, calibration={"rest_s": 4.0, "target": "bandpower:13-30"},
+                           trials={"optimizer": "random", "budget": 2, "rest_s": 0.5},
+                           continuous={"segments": ["open_loop", "adaptive"], "duration_s": 3.0})
+        d = tmp_path / "sess"
+        res = run_session_proc(["--config", str(cfg), "--out", str(d)])
+        assert res.returncode == 0, res.stderr[-3000:]
+    finally:
+        stop(dev)
+    from loops.session.store import read_log
+
+    rows = read_log(d / "continuous.jsonl")
+    ticks = [r for r in rows if "t" in r]
+    acks = {r["seq"]: r for r in rows if r.get("kind") == "ack"}
+    assert {r["mode"] for r in ticks} == {"open_loop", "adaptive"}
+    assert 40 <= len(ticks) <= 70  # every 100 ms of signal, 6 s
+    commands = [r for r in ticks if r["seq"] is not None]
+    assert commands and all(c["seq"] in acks for c in commands[:-2])  # applied and acknowledged
+    assert all(0 < acks[c["seq"]]["latency_s"] < 0.5 for c in commands if c["seq"] in acks)
+    dev_space = simulators.make("bg-beta-v0", seed=SEED).stimulus_space(duration_s=(0.05, 600.0))
+    for c in commands:  # every continuous command passed the one safety check of the device's space
+        dev_space.check(Stimulus.from_dict(c["stimulus"]))
+        assert c["stimulus"]["amplitude_ma"] == pytest.approx(c["amplitude_ma"])
+    summary = json.loads((d / "session.json").read_text())["summary"]
+    segs = {s["mode"]: s for s in summary["continuous"]}
+    assert segs["open_loop"]["charge_uc"] > 0 and segs["open_loop"]["on_fraction"] > 0.8
+    assert segs["adaptive"]["latency_ms"]["n"] > 5 and segs["open_loop"]["beta_ratio_to_rest"] > 0
