@@ -3,7 +3,7 @@
 For each of ``n_patients`` evaluation-cohort ``bg-beta-v0`` patients (never seen in pretraining):
 ``bfm-stim serve`` in a subprocess at ``speed`` × real time; a session as ``bfm-stim demo`` runs it
 (30 s rest, zero-shot adaptation of the shipped BFM, healthy-state latent target, ``budget`` guided
-trials) followed by two continuous segments on the best contact, rate and pulse width — open-loop
+trials of a 1 s train and ``trial_rest_s`` of rest) followed by two continuous segments on the best contact, rate and pulse width — open-loop
 (always on at the controller's top amplitude) and adaptive (``configs/continuous.toml``). Then the
 simulator's oracle scores the recommendation (gap-normalized regret) with the session's own objective.
 
@@ -31,7 +31,8 @@ __all__ = ["run_session_bench"]
 log = get_logger("loops.bench_session")
 
 
-def _one(seed: int, out: Path, *, speed: float, budget: int, rest_s: float, segment_s: float) -> dict[str, Any]:
+def _one(seed: int, out: Path, *, speed: float, budget: int, rest_s: float, segment_s: float,
+         trial_rest_s: float) -> dict[str, Any]:
     import secrets
     import subprocess
 
@@ -53,7 +54,7 @@ def _one(seed: int, out: Path, *, speed: float, budget: int, rest_s: float, segm
     proc = _serve(seed, key, sid, speed, out / "device.log")
     try:
         cfg = demo_config(sid, key, budget=budget, rest_s=rest_s, continuous_s=segment_s)
-        cfg = cfg.replace("continuous", segments=["open_loop", "adaptive"])
+        cfg = cfg.replace("continuous", segments=["open_loop", "adaptive"]).replace("trials", rest_s=trial_rest_s)
         t0 = time.monotonic()
         summary = run_session(cfg, out / "session", live=False)
         wall = time.monotonic() - t0
@@ -83,8 +84,8 @@ def _med(x: list[float]) -> float | None:
 
 
 def run_session_bench(n_patients: int = 5, *, speed: float = 1.0, budget: int = 12, rest_s: float = 30.0,
-                      segment_s: float = 20.0, out: str | Path = "runs/bench-session", demo: bool = True,
-                      quick: bool = False) -> dict[str, Any]:
+                      segment_s: float = 20.0, trial_rest_s: float = 2.0, out: str | Path = "runs/bench-session",
+                      demo: bool = True, quick: bool = False) -> dict[str, Any]:
     """Run the benchmark (module docstring); returns the JSON-ready result with its ``targets`` block."""
     import simulators
     from bfm_stim.lsl.bench import _raw_round_trip, _stats
@@ -99,7 +100,8 @@ def run_session_bench(n_patients: int = 5, *, speed: float = 1.0, budget: int = 
 
     rows = []
     for s in tqdm(seeds, desc="bench session: patients"):
-        rows.append(_one(s, out / f"patient-{s}", speed=speed, budget=budget, rest_s=rest_s, segment_s=segment_s))
+        rows.append(_one(s, out / f"patient-{s}", speed=speed, budget=budget, rest_s=rest_s, segment_s=segment_s,
+                         trial_rest_s=trial_rest_s))
     raw_after = _stats(_raw_round_trip(37, 1000.0, 500, 30.0))
     demo_s, demo_error = None, None
     if demo:
@@ -143,7 +145,7 @@ def run_session_bench(n_patients: int = 5, *, speed: float = 1.0, budget: int = 
     res: dict[str, Any] = {
         "config": {"n_patients": n_patients, "family": "bg-beta-v0", "seeds": seeds, "speed": speed, "budget": budget,
                    "rest_s": rest_s, "segment_s": segment_s, "optimizer": "guided", "target": "healthy",
-                   "adaptation": "zero_shot", "trial_rest_s": 1.0, "quick": quick},
+                   "adaptation": "zero_shot", "trial_rest_s": trial_rest_s, "quick": quick},
         "trial_wall_s": {k: _med([t[k] for t in t_all]) for k in ("trial_s", "stim_s", "response_s", "rest_s",
                                                                   "overhead_s", "lead_s")},
         "overhead_fraction_median": _med(over), "overhead_fraction_p95": float(np.percentile(over, 95)) if over else None,
