@@ -5,7 +5,7 @@
 2. Runs a trial-mode session against it: 30 s of rest, the shipped foundation model adapted zero-shot,
    the patient's healthy state as the latent target, surrogate-guided BO (``guided``) choosing each
    train, every command signed, acknowledged and logged ahead; then a short continuous (adaptive)
-   segment with the best contact, rate and pulse width found.
+   segment on the best contact found (130 Hz, 60 µs, amplitude set by the controller every 100 ms).
 3. Stops the patient and scores the result with the simulator's ground truth: the oracle cost
    (8 noise realizations) of the stimulus the session recommends, against the oracle optimum of a
    dense grid search and against no stimulation, as gap-normalized regret

@@ -275,7 +275,8 @@ class ContinuousSegments(_Table):
         segments: Modes to run in order, each for ``duration_s``: ``"adaptive"``, ``"open_loop"``
             (the same settings at the top amplitude, always on) and ``"off"``.
         duration_s: Length of each segment, s.
-        use_best: Take contact, frequency and pulse width from the trials' best stimulus.
+        use_best: Stimulate on the contact of the trials' best train (rate and pulse width are the
+            controller's, 130 Hz and 60 µs by default).
         controller: The controller's settings (``loops.session.controller.ControllerConfig``).
     """
 

@@ -37,8 +37,9 @@ DEVICE_DURATIONS = (0.05, 600.0)  # s: the train durations a device accepts (con
 
 
 def controller_config(ctx: Any) -> Any:
-    """The controller's settings: ``[continuous.controller]`` over ``configs/continuous.toml``; the contact,
-    rate and pulse width from the trials' best stimulus when ``use_best``."""
+    """The controller's settings: ``[continuous.controller]`` over ``configs/continuous.toml``; the contact
+    from the trials' best train when ``use_best`` (the rate and pulse width stay the controller's: the
+    trials may have optimized a target whose best train is, say, 2 Hz, which suppresses no beta)."""
     from loops.session.controller import ControllerConfig
 
     base = REPO / "configs" / "continuous.toml"
@@ -46,9 +47,8 @@ def controller_config(ctx: Any) -> Any:
     if ctx.cfg.continuous.controller:
         cfg = cfg.replace(**dict(ctx.cfg.continuous.controller))
     best = _best_train(ctx) if ctx.cfg.continuous.use_best else None
-    if best is not None:
-        cfg = cfg.replace(contact=best.contact, frequency_hz=float(best.frequency_hz),
-                          pulse_width_us=float(best.pulse_width_us))
+    if best is not None and "contact" not in dict(ctx.cfg.continuous.controller):
+        cfg = cfg.replace(contact=best.contact)
     if cfg.contact is None:  # nothing to take it from: the first contact of the device's space
         contacts = [c.name for c in ctx.calibration.space.contacts]
         log.warning("continuous mode: no trial delivered a usable train; stimulating on %s (set "
