@@ -272,10 +272,12 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, progress: bool = Tru
     rec = execute(cfg, cells, out, progress=progress, executor=executor)
     meta["execution"] = history + [rec]
     _atomic_json(meta_path, meta)
-    if report:
-        from loops.benchmark.report import build_report
+    from loops.benchmark.report import build_report, write_summary
 
+    if report:
         rec["report"] = str(build_report(out))
+    else:  # the summary still, so that `bfm-stim report OUT` recognizes the folder
+        write_summary(out)
     return rec
 
 

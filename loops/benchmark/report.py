@@ -27,7 +27,7 @@ from bfm_stim.exceptions import ConfigError
 from loops.benchmark import metrics as M
 from loops.benchmark import plots
 
-__all__ = ["build_report", "summarize", "load_results"]
+__all__ = ["build_report", "write_summary", "summarize", "load_results"]
 
 log = get_logger("loops.benchmark.report")
 
@@ -154,8 +154,8 @@ def _md(s: dict[str, Any], images: list[tuple[str, Path]], out_dir: Path) -> str
     return "\n".join(lines)
 
 
-def build_report(out_dir: Path) -> Path:
-    """Write the summary files, plots, ``report.html`` and ``report.md`` of a results folder; return the HTML path."""
+def write_summary(out_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Write ``summary.json``, ``summary.csv``, ``runs.csv`` and ``trials.csv``; return (summary, runs, results)."""
     out_dir = Path(out_dir)
     meta, results = load_results(out_dir)
     s, runs = summarize(meta, results)
@@ -172,6 +172,13 @@ def build_report(out_dir: Path) -> Path:
                           "patient_seed": c["patient"]["seed"], "seed": c["seed"], "status": res["status"],
                           **{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()}})
     _csv(out_dir / "trials.csv", trows)
+    return s, runs, results
+
+
+def build_report(out_dir: Path) -> Path:
+    """Write the summary files, plots, ``report.html`` and ``report.md`` of a results folder; return the HTML path."""
+    out_dir = Path(out_dir)
+    s, runs, _ = write_summary(out_dir)
     pdir = out_dir / "plots"
     pdir.mkdir(exist_ok=True)
     images: list[tuple[str, Path]] = []

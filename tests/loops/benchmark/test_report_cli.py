@@ -47,6 +47,11 @@ def test_cli_benchmark_then_report(tmp_path, capsys):
     assert rc == 0 and "0 runs done, 6 skipped" in capsys.readouterr().out
     (out / "report.html").unlink()
     assert main(["report", str(out)]) == 0 and (out / "report.html").is_file()
+    out2 = tmp_path / "no-report"  # --no-report still writes the summary, so `bfm-stim report` knows the folder
+    assert main(["benchmark", "--config", str(REPO / "examples" / "benchmark-user.toml"), "--out", str(out2),
+                 "--budget", "4", "--seeds", "1", "--optimizers", "random", "--no-report", "--no-progress"]) == 0
+    assert (out2 / "summary.json").is_file() and not (out2 / "report.html").exists()
+    assert main(["report", str(out2)]) == 0 and (out2 / "report.html").is_file()
 
 
 @pytest.mark.parametrize("argv, text", [
