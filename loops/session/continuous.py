@@ -137,8 +137,13 @@ def run_segment(ctx: Any, seg: int, mode: str, ctl: Any, bio: Any, cfg: Any, res
             t_last, amp = sent.pop(ack.seq)
             latency[ack.seq] = float(ack.applied_at) - t_last
             applied.append((float(ack.applied_at), amp, ack.seq))
-            store.continuous({"kind": "ack", "segment": seg, "seq": ack.seq, "applied_at": ack.applied_at,
-                              "latency_s": latency[ack.seq]})
+            store.continuous({"kind": "ack", "segment": seg, "seq": ack.seq, "status": "applied",
+                              "applied_at": ack.applied_at, "latency_s": latency[ack.seq]})
+        elif ack.seq in sent:  # refused (or superseded by a stop): logged with the device's reason
+            sent.pop(ack.seq)
+            store.continuous({"kind": "ack", "segment": seg, "seq": ack.seq, "status": ack.status,
+                              "reason": ack.reason, "detail": ack.detail})
+            log.warning("continuous command %d %s: %s %s", ack.seq, ack.status, ack.reason, ack.detail)
         dev.acks.pop(ack.seq, None)
 
     dev.on_ack = on_ack
