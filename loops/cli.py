@@ -20,7 +20,6 @@ from bfm_stim.exceptions import BfmStimError, ConfigError, ValidationError
 
 log = logging.getLogger("bfm_stim")
 
-Handler = Callable[[argparse.Namespace], int]
 
 
 def _write_json(path: str | None, payload: dict) -> None:
@@ -234,14 +233,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.open:
         print(path.resolve().as_uri())
     return 0
-
-
-def _not_yet(issue: str) -> Handler:
-    def handler(args: argparse.Namespace) -> int:
-        print(f"bfm-stim {args.command}: not available yet in {__version__} (tracked in: {issue})", file=sys.stderr)
-        return 3
-
-    return handler
 
 
 # --- parser -----------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ import numpy as np
 from bfm_stim import __version__
 from bfm_stim._logging import get_logger
 from bfm_stim.exceptions import ConfigError, OptimizerError
-from bfm_stim.lsl.config import local_clock
 from bfm_stim.space import Stimulus
 from loops.session.config import SessionConfig, load_config
 from loops.session.store import OPT_STATE, SessionStore, replay
@@ -142,8 +141,6 @@ def _resume_state(store: SessionStore) -> tuple[str, int]:
 
 def _restore_optimizer(cfg: SessionConfig, cal: Any, store: SessionStore) -> Any:
     """Rebuild the optimizer from ``optimizer.json`` and the log's tail (or the whole log)."""
-    from bfm_stim.optim import SurrogateCost  # noqa: F401 - imported for the hooks in build_optimizer
-
     ops = store.optimizer_ops()
     opt = build_optimizer(cfg, cal)
     start = 0
@@ -186,11 +183,9 @@ def run_session(config: str | Path | SessionConfig | None, out: str | Path, *, r
     """
     from bfm_stim.lsl.config import configure
     from bfm_stim.lsl.protocol import load_key, new_session_id
-    from loops.session.calibrate import calibrate
     from loops.session.device import Device
     from loops.session.health import StreamHealth
     from loops.session.live import LiveView
-    from loops.session.proposer import Proposer
 
     import warnings
 
