@@ -34,14 +34,27 @@ def _percentile(y: np.ndarray, i: int) -> float:
     return float((y < y[i]).mean())
 
 
+def _objective(patient: Any, ckpt: Path | None) -> tuple[Any, Any, str]:
+    """(measured objective, surrogate cost model or None, name) for one patient: the latent target of the
+    optimizer benchmark (the healthy twin's latent; see :class:`loops.benchmark.patients`)."""
+    import simulators
+    from bfm_stim.optim import SurrogateCost
+    from loops.offline import file_digest, make_target, patient_surrogate
+
+    if ckpt is None:
+        return simulators.HealthyReferenceObjective(), None, "HealthyReferenceObjective (no checkpoint)"
+    sur, rest = patient_surrogate(patient, ckpt)
+    tgt = make_target("healthy", patient, sur, ckpt_tag=file_digest(ckpt))
+    cost = SurrogateCost(sur, rest[:, -sur.cfg.max_patches * sur.cfg.patch_len:], tgt.forecast, seed=patient.seed)
+    return tgt.measured, cost, f"latent target (BFM encoder, checkpoint {file_digest(ckpt)})"
+
+
 def _run_patient(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
     import simulators
     from scipy.stats import spearmanr
-
-    from loops.bench_optimizers import _objective
 
     p = simulators.make(job["family"], seed=job["seed"])
     space = p.stimulus_space()
