@@ -64,7 +64,7 @@ def demo_config(source_id: str, key: Path, *, budget: int, rest_s: float, contin
     return SessionConfig.from_dict({
         "device": {"source_id": source_id, "key_file": str(key.resolve()), "connect_timeout_s": 60.0},
         "calibration": {"rest_s": rest_s, "mode": "zero_shot", "target": "healthy"},
-        "trials": {"optimizer": "guided", "budget": budget, "rest_s": 1.0},
+        "trials": {"optimizer": "guided", "budget": budget, "rest_s": 2.0},
         "continuous": {"segments": ["adaptive"] if continuous_s > 0 else [], "duration_s": max(continuous_s, 0.5)},
     })
 
