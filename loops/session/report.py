@@ -302,7 +302,9 @@ def build_report(dir: Path) -> Path:  # noqa: A002
         png = _png(fig)
         (out / f"{name}.png").write_bytes(png)
         images.append((name, title, base64.b64encode(png).decode("ascii"), None))
-    page = _html(folder.name, summary, images, views, notes, time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+    # a session directory called "session" (the demo's, the benchmark's) is named by its parent
+    title = folder.resolve().parent.name if folder.name == "session" else folder.name
+    page = _html(title, summary, images, views, notes, time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
     index = out / "index.html"
     tmp = out / "index.html.tmp"
     tmp.write_text(page, encoding="utf-8")
