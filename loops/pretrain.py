@@ -26,10 +26,10 @@ from bfm_stim.exceptions import ConfigError, ValidationError
 from bfm_stim.model.bfm import BrainFoundationModel
 from bfm_stim.model.checkpoint import load_checkpoint, save_checkpoint
 from bfm_stim.model.config import ModelConfig
-from bfm_stim.model.data import CorpusStream, ShardWriter, load_manifest
+from bfm_stim.model.data import CorpusStream, load_manifest
 from bfm_stim.model.losses import LossConfig, LossModule
 from bfm_stim.space import FEATURE_NAMES
-from loops.pretrain_corpus import CorpusConfig, iter_corpus
+from loops.pretrain_corpus import CorpusConfig, write_corpus
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -148,12 +148,8 @@ def build_corpus(cfg: PretrainConfig, corpus_dir: Path, *, progress: bool = True
             return corpus_dir / "manifest.json"
     except Exception:  # absent or stale: rebuild
         pass
-    writer = ShardWriter(corpus_dir, patients_per_shard=cfg.corpus.patients_per_shard, info=info)
-    from tqdm import tqdm
-    for s in tqdm(iter_corpus(cfg.corpus, fs=cfg.model.fs), total=cfg.corpus.n_patients,
-                  desc="corpus", unit="patient", disable=not progress):
-        writer.add(s)
-    return writer.close()
+    window = (cfg.train.ctx_patches + cfg.model.horizon_patches) * cfg.model.patch_len  # shortest usable series
+    return write_corpus(cfg.corpus, corpus_dir, fs=cfg.model.fs, info=info, progress=progress, min_samples=window)
 
 
 def weights_digest(model: torch.nn.Module) -> str:
