@@ -442,15 +442,9 @@ class StimulusSpace:
     @classmethod
     def from_toml(cls, path: str | Path) -> "StimulusSpace":
         """Read a space from a TOML file with a ``[space]`` table (or the space at top level)."""
-        import tomllib
+        from bfm_stim.files import read_toml
 
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"stimulus space file not found: {path}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        data = read_toml(path, what="stimulus space file")
         return cls.from_dict(data.get("space", data))
 
     def to_dict(self) -> dict[str, Any]:

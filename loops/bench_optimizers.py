@@ -204,7 +204,7 @@ def run_optimizer_bench(quick: bool = False, n_patients: int = 10, seeds: int = 
         budget: Trials per run.
         optimizers: Variants among ``VARIANTS`` (``bo`` is constraint-aware, ``bo_plain`` is not).
         workers: Processes (one patient per task).
-        checkpoint: BFM checkpoint (default the shipped one); ``False`` or a missing file: the fallback
+        checkpoint: BFM checkpoint (default the shipped one); ``False`` or no shipped one: the fallback
             objective (the simulators' healthy-reference band-power distance).
         png: Regret-curve figure path (default ``$BFM_STIM_CACHE/bench_optimizers.png``).
         runs_dir: Keep the harness' per-run results (``cells/*.json``, resumable) here (default: a

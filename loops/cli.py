@@ -1,8 +1,8 @@
 """The ``bfm-stim`` command.
 
 One subcommand per job; each imports what it needs only when it runs, so ``bfm-stim --help`` is
-fast. Errors from the package's hierarchy are printed as one clear line (no traceback unless
-``-v``) and exit with status 2.
+fast. Errors from the package's hierarchy (and file errors with a file name) are printed as one
+clear line (no traceback unless ``-v``) and exit with status 2.
 """
 
 from __future__ import annotations
@@ -16,19 +16,19 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bfm_stim import __version__
+from bfm_stim._logging import log_to_stderr
 from bfm_stim.exceptions import BfmStimError, ConfigError, ValidationError
 
 log = logging.getLogger("bfm_stim")
 
 
 
-def _write_json(path: str | None, payload: dict) -> None:
+def _write_json(path: str, payload: dict) -> None:
     text = json.dumps(payload, indent=2, sort_keys=True)
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text + "\n")
-        print(f"wrote {path}")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text + "\n")
     print(text)
+    print(f"wrote {path}")
 
 
 # --- handlers ---------------------------------------------------------------------------------
@@ -74,13 +74,13 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 def _serve(argv: list[str]) -> int:
     from simulators.stream import main as serve_main
 
-    return int(serve_main(argv) or 0)
+    return int(serve_main(argv, prog="bfm-stim serve") or 0)
 
 
 def _play(argv: list[str]) -> int:
     from simulators.playback import main as play_main
 
-    return int(play_main(argv) or 0)
+    return int(play_main(argv, prog="bfm-stim play") or 0)
 
 
 _PASSTHROUGH: dict[str, Callable[[list[str]], int]] = {"serve": _serve, "play": _play}
@@ -118,12 +118,45 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+# Which benchmarks take each `bfm-stim bench` option (all of them take --json); any other is refused.
+_BENCH_OPTIONS: dict[str, tuple[str, ...]] = {
+    "patients": ("simulator",),
+    "quick": ("session", "optimizers", "ranking", "adapt-tuning", "ablation", "surrogate"),
+    "throughput_only": ("surrogate",),
+    "amount": ("adapt-tuning",),
+    "rest": ("adapt-tuning",),
+    "reuse": ("adapt-tuning",),
+    "variants": ("ablation",),
+    "runs_dir": ("ablation",),
+    "optimizers": ("optimizers",),
+    "n_patients": ("session", "optimizers", "ranking"),
+    "seeds": ("optimizers",),
+    "budget": ("session", "optimizers"),
+    "workers": ("optimizers", "ranking"),
+}
+BENCH_DEFAULT_DIR = Path("runs/bench")  # without --json: never over the committed bench/*.json
+
+
+def _check_bench_options(args: argparse.Namespace) -> None:
+    for dest, takers in _BENCH_OPTIONS.items():
+        if getattr(args, dest) not in (None, False) and args.what not in takers:
+            flag = "--" + dest.replace("_", "-")
+            raise ConfigError(f"{flag} does not apply to `bfm-stim bench {args.what}`; "
+                              f"only {', '.join(takers)} take{'s' if len(takers) == 1 else ''} it")
+
+
+def _bench_out(args: argparse.Namespace, stem: str) -> str:
+    """``--json``, else ``runs/bench/STEM[-quick].json`` (git-ignored)."""
+    return args.json or str(BENCH_DEFAULT_DIR / f"{stem}{'-quick' if args.quick else ''}.json")
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
+    _check_bench_options(args)
     if args.what == "simulator":
         from simulators.bench import run_simulator_bench
 
         kw = {"n_patients": args.patients} if args.patients else {}
-        _write_json(args.json, run_simulator_bench(**kw))
+        _write_json(_bench_out(args, "simulator"), run_simulator_bench(**kw))
         return 0
     if args.what == "session":
         from loops.bench_session import run_session_bench
@@ -131,30 +164,29 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         kw = {"n_patients": args.n_patients} if args.n_patients else {}
         if args.budget:
             kw["budget"] = args.budget
-        default = "bench/session-quick.json" if args.quick else "bench/session.json"
-        _write_json(args.json or default, run_session_bench(quick=args.quick, **kw))
+        _write_json(_bench_out(args, "session"), run_session_bench(quick=args.quick, **kw))
         return 0
     if args.what == "latency":
         from bfm_stim.lsl.bench import run_latency_bench
 
-        _write_json(args.json, run_latency_bench())
+        _write_json(_bench_out(args, "latency"), run_latency_bench())
         return 0
     if args.what == "optimizers":
         from loops.bench_optimizers import run_optimizer_bench
 
         kw: dict[str, Any] = {k: v for k, v in (("n_patients", args.n_patients), ("seeds", args.seeds),
                                                 ("budget", args.budget), ("workers", args.workers)) if v is not None}
-        if args.json:
-            kw["png"] = Path(args.json).with_suffix(".png")  # the regret curves beside the JSON
+        out = _bench_out(args, "optimizers")
+        kw["png"] = Path(out).with_suffix(".png")  # the regret curves beside the JSON
         if args.optimizers:
             kw["optimizers"] = tuple(o.strip() for o in args.optimizers.split(",") if o.strip())
-        _write_json(args.json, run_optimizer_bench(quick=args.quick, **kw))
+        _write_json(out, run_optimizer_bench(quick=args.quick, **kw))
         return 0
     if args.what == "ranking":
         from loops.bench_ranking import run_ranking_bench
 
         kw = {k: v for k, v in (("n_patients", args.n_patients), ("workers", args.workers)) if v is not None}
-        _write_json(args.json, run_ranking_bench(quick=args.quick, **kw))
+        _write_json(_bench_out(args, "ranking"), run_ranking_bench(quick=args.quick, **kw))
         return 0
     if args.what == "adapt-tuning":
         from loops.bench_adapt_tuning import run_adapt_tuning
@@ -163,21 +195,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raise ValidationError("--amount", args.amount, "not with --rest (rest only has no probe trials)")
         if args.amount is not None and not (math.isfinite(args.amount) and args.amount > 0):
             raise ValidationError("--amount", args.amount, "> 0 s of probe trials (--rest for rest only)")
-        default = ("bench/adapt_tuning_rest" if args.rest else "bench/adapt_tuning" if args.amount is None
-                   else f"bench/adapt_tuning_{args.amount:g}s")
-        default += "-quick.json" if args.quick else ".json"  # a smoke run never overwrites the committed sweep
-        _write_json(args.json or default, run_adapt_tuning(quick=args.quick, rest=args.rest, amount_s=args.amount,
-                                                           progress=not args.quiet, reuse=args.reuse or ()))
+        stem = ("adapt_tuning_rest" if args.rest else "adapt_tuning" if args.amount is None
+                else f"adapt_tuning_{args.amount:g}s")
+        _write_json(_bench_out(args, stem), run_adapt_tuning(quick=args.quick, rest=args.rest, amount_s=args.amount,
+                                                             progress=not args.quiet, reuse=args.reuse or ()))
         return 0
     if args.what == "ablation":
         from loops.bench_ablation import run_ablation
 
         if args.variants is not None and args.json is None:  # a subset must not replace the whole ablation's file
             raise ValidationError("--json", None, "a path when --variants runs a subset (e.g. bench/ablation_seed.json)")
-        default = "bench/ablation-quick.json" if args.quick else "bench/ablation.json"
         runs = args.runs_dir or ("runs/ablation-quick" if args.quick else "runs/ablation")  # never over the full runs
-        _write_json(args.json or default, run_ablation(quick=args.quick, runs_dir=runs, progress=not args.quiet,
-                                                       variants=args.variants))
+        _write_json(_bench_out(args, "ablation"), run_ablation(quick=args.quick, runs_dir=runs, progress=not args.quiet,
+                                                               variants=args.variants))
         return 0
     if args.what == "surrogate":
         from loops.bench_surrogate import main as surrogate_bench
@@ -185,10 +215,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if args.throughput_only:
             from loops.bench_surrogate import remeasure_throughput
 
-            print(json.dumps(remeasure_throughput(args.json or "bench/surrogate.json"), indent=2))
+            if not args.json:
+                raise ConfigError("--throughput-only measures again into an earlier result: name it with --json "
+                                  "(e.g. --json bench/surrogate.json, the committed figures)")
+            print(json.dumps(remeasure_throughput(args.json), indent=2))
+            print(f"wrote {args.json}")
             return 0
-        res = surrogate_bench(args.json or "bench/surrogate.json", quick=args.quick, progress=not args.quiet)
+        out = _bench_out(args, "surrogate")
+        res = surrogate_bench(out, quick=args.quick, progress=not args.quiet)
         print(json.dumps(res, indent=2, sort_keys=True, default=str))
+        print(f"wrote {out}")
         return 0
     raise AssertionError(args.what)  # argparse restricts the choices
 
@@ -242,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Closed-loop brain stimulation optimization with a brain foundation model surrogate.",
     )
     p.add_argument("--version", action="version", version=f"bfm-stim {__version__}")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="debug log output, and tracebacks of errors")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -337,10 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default=None, help="TOML with optimizer settings (configs/optimizers.toml)")
     s.set_defaults(func=_cmd_optimize)
 
-    s = sub.add_parser("bench", help="benchmarks that write JSON figures")
+    s = sub.add_parser("bench", help="benchmarks that write JSON figures",
+                       description="Run one benchmark; options that the chosen benchmark does not take are refused.")
     s.add_argument("what", choices=["simulator", "surrogate", "adapt-tuning", "ablation", "optimizers", "ranking",
                                         "latency", "session"])
-    s.add_argument("--json", default=None, help="write the figures to this JSON file")
+    s.add_argument("--json", default=None, help="write the figures to this JSON file (default: runs/bench/WHAT.json, "
+                   "WHAT-quick.json with --quick; pass bench/WHAT.json to update the committed figures)")
     s.add_argument("--patients", type=int, default=None, help="simulator: number of batched patients")
     s.add_argument("--quick", action="store_true", help="a smaller run for smoke tests")
     s.add_argument("--throughput-only", action="store_true",
@@ -359,20 +397,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ablation: where the variants' pretraining runs go, reused when their config matches "
                         "(default runs/ablation, runs/ablation-quick with --quick)")
     s.add_argument("--optimizers", default=None, help="optimizers: comma-separated variants (default: all)")
-    s.add_argument("--n-patients", type=int, default=None, help="optimizers, ranking: evaluation patients (default 10)")
+    s.add_argument("--n-patients", type=int, default=None, help="session, optimizers, ranking: evaluation patients")
     s.add_argument("--seeds", type=int, default=None, help="optimizers: seeds per patient (default 3)")
-    s.add_argument("--budget", type=int, default=None, help="optimizers: trials per run (default 40)")
+    s.add_argument("--budget", type=int, default=None, help="session, optimizers: trials per run")
     s.add_argument("--workers", type=int, default=None, help="optimizers, ranking: worker processes (default 2)")
     s.set_defaults(func=_cmd_bench)
     return p
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-    log.handlers[:] = [h for h in log.handlers if isinstance(h, logging.NullHandler)] + [handler]
-    log.setLevel(level)
+    """INFO by default, DEBUG with ``-v``, WARNING with ``-q``; one handler (``serve``/``play`` reuse it)."""
+    log_to_stderr(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+
+
+def _one_line(e: BaseException) -> str:
+    """The error for the terminal: the package's messages are one line; another library's text may run on."""
+    if isinstance(e, OSError) and not isinstance(e, BfmStimError):
+        return f"{e.filename}: {e.strerror or e}; check the path and its permissions"
+    lines = str(e).strip().splitlines() or [type(e).__name__]
+    return lines[0] + (" [... -v shows the rest]" if len(lines) > 1 else "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -385,8 +428,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         _setup_logging(pre.verbose, pre.quiet)
         try:
             return int(_PASSTHROUGH[argv[cmd_at]](argv[cmd_at + 1:]) or 0)
-        except BfmStimError as e:
-            print(f"bfm-stim {argv[cmd_at]}: error: {e}", file=sys.stderr)
+        except (BfmStimError, OSError) as e:
+            if isinstance(e, OSError) and e.filename is None:
+                raise
+            if pre.verbose:
+                log.exception("failed")
+            msg = _one_line(e)
+            print(f"bfm-stim {argv[cmd_at]}: error: {msg}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             return 130
@@ -395,10 +443,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose, args.quiet)
     try:
         return int(args.func(args) or 0)
-    except BfmStimError as e:
+    except (BfmStimError, OSError) as e:
+        if isinstance(e, OSError) and e.filename is None:  # not a file a person named: a bug, keep the traceback
+            raise
         if args.verbose:
             log.exception("failed")
-        print(f"bfm-stim {args.command}: error: {e}", file=sys.stderr)
+        msg = _one_line(e)
+        print(f"bfm-stim {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"bfm-stim {args.command}: interrupted", file=sys.stderr)

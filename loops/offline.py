@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +26,7 @@ import torch
 
 from bfm_stim._logging import get_logger
 from bfm_stim.exceptions import ConfigError, ModelError, ValidationError
+from bfm_stim.files import check_readable, load_npy, read_toml
 from bfm_stim.objectives import BandPowerObjective as ForecastBandPower, LatentTarget
 from bfm_stim.optim import Outcome, SurrogateCost, make, registry, settings_from_dict
 from bfm_stim.space import Stimulus, StimulusSpace
@@ -51,9 +51,15 @@ def _resample(data: np.ndarray | torch.Tensor, fs_in: float, fs_out: float) -> n
 
 
 def checkpoint_path(checkpoint: str | Path | None) -> Path | None:
-    """The checkpoint to use (given, or the shipped one); ``None`` when the shipped one is missing."""
+    """The checkpoint to use (given, or the shipped one); ``None`` when the shipped one is missing.
+
+    Raises:
+        ConfigError: A given checkpoint is missing or unreadable (a typo must not run without the model).
+    """
     if checkpoint is not None:
-        return Path(checkpoint)
+        return check_readable(checkpoint, what="checkpoint",
+                              hint="give a pretrained checkpoint (e.g. bfm_stim/checkpoints/default/model.pt), "
+                                   "a `bfm-stim adapt` patient file, or leave --checkpoint out for the shipped one")
     from bfm_stim.surrogate import default_checkpoint
 
     try:
@@ -139,16 +145,29 @@ def make_target(spec: str, patient: Any, surrogate: Any | None, *, ckpt_tag: str
         elif len(parts) != 1:
             raise ValidationError("target", spec, "recording:PATH or recording:PATH:TMIN:TMAX (s)")
         if surrogate is None:
-            raise ConfigError("a recording target needs the foundation model (pass --checkpoint)")
+            raise ConfigError(f"target {spec!r} needs the foundation model, but the shipped checkpoint is missing; "
+                              "pass --checkpoint PATH")
         tgt = LatentTarget.from_recording(surrogate, rec)
     elif kind == "latent":
         if surrogate is None:
-            raise ConfigError("a latent target needs the foundation model (pass --checkpoint)")
-        tgt = LatentTarget.from_vector(np.load(arg))
+            raise ConfigError(f"target {spec!r} needs the foundation model, but the shipped checkpoint is missing; "
+                              "pass --checkpoint PATH")
+        tgt = LatentTarget.from_vector(load_npy(arg, what="latent target",
+                                                hint="give latent:FILE.npy, a latent vector saved with numpy.save"))
     else:
         raise ValidationError("target", spec, "healthy | recording:PATH[:TMIN:TMAX] | latent:FILE.npy | bandpower:LO-HI")
     return Target(spec, LatentObjective(surrogate, tgt, f"{spec}:{ckpt_tag}"), tgt,
                   f"latent distance to {kind} target (BFM encoder)")
+
+
+def _check_target_file(spec: str) -> None:
+    """A ``latent:``/``recording:`` target's file must be readable, checked before the model loads."""
+    kind, _, arg = spec.partition(":")
+    if kind == "latent":
+        check_readable(arg, what="latent target", hint="give latent:FILE.npy, a latent vector saved with numpy.save")
+    elif kind == "recording":
+        check_readable(arg.split(":")[0], what="target recording",
+                       hint="give recording:PATH[:TMIN:TMAX] with a FIF, EDF, BDF, BrainVision or XDF file")
 
 
 def run_trial(patient: Any, stim: Stimulus, objective: Callable, trial: int) -> Outcome:
@@ -167,11 +186,9 @@ def optimizer_settings(name: str, config: str | Path | None) -> dict[str, Any]:
     path = Path(config) if config is not None else REPO / "configs" / "optimizers.toml"
     if name not in registry:
         raise ConfigError(f"unknown optimizer {name!r}; registered: {sorted(registry)}")
-    if not path.is_file():
-        if config is not None:
-            raise ConfigError(f"optimizer settings file not found: {path}")
+    if config is None and not path.is_file():
         return {}
-    table = tomllib.loads(path.read_text()).get(name, {})
+    table = read_toml(path, what="optimizer settings file").get(name, {})
     settings_from_dict(name, table)  # validate now, with the file's name in the error path
     return dict(table)
 
@@ -187,7 +204,7 @@ def predicted(cost: Any, space: StimulusSpace, stims: list[Stimulus]) -> list[tu
 
 def run_offline(patient: str = "bg-beta-v0", seed: int = 7, target: str = "healthy", optimizer: str = "guided",
                 budget: int = 30, out: str | Path = "protocol.json", *, surrogate_only: bool = False,
-                recording: str | Path | None = None, checkpoint: str | Path | None = None,
+                recording: str | Path | None = None, checkpoint: str | Path | None | bool = None,
                 config: str | Path | None = None, top: int = 5, progress: bool = True) -> dict[str, Any]:
     """Optimize a stimulation protocol; write ``out`` (JSON) and ``out`` with ``.png``.
 
@@ -200,7 +217,8 @@ def run_offline(patient: str = "bg-beta-v0", seed: int = 7, target: str = "healt
         out: Protocol JSON path.
         surrogate_only: No trials: optimize against the surrogate of ``recording``.
         recording: With ``surrogate_only``: the patient's recording (its stimulation-off start is the context).
-        checkpoint: BFM checkpoint or ``bfm-stim adapt`` patient file (default: the shipped checkpoint).
+        checkpoint: BFM checkpoint or ``bfm-stim adapt`` patient file (default: the shipped checkpoint);
+            ``False``: no foundation model (the simulators' objectives). A given file that is missing raises.
         config: TOML with a table per optimizer (default ``configs/optimizers.toml``); with
             ``surrogate_only`` a ``[space]`` table too (default ``configs/space-dbs.toml``).
         top: Number of protocols reported.
@@ -213,7 +231,8 @@ def run_offline(patient: str = "bg-beta-v0", seed: int = 7, target: str = "healt
         raise ValidationError("budget", budget, "an integer >= 1 (trials)")
     table = optimizer_settings(optimizer, config)
     table["seed"] = int(seed)
-    ckpt = checkpoint_path(checkpoint)
+    ckpt = None if checkpoint is False else checkpoint_path(checkpoint)  # type: ignore[arg-type]
+    _check_target_file(target)
     if surrogate_only:
         p, space, sur, context = None, *_recorded_patient(recording, ckpt, config)
     else:
@@ -221,9 +240,10 @@ def run_offline(patient: str = "bg-beta-v0", seed: int = 7, target: str = "healt
 
         p = simulators.make(patient, seed=seed)
         space = p.stimulus_space()
-        sur, context = patient_surrogate(p, ckpt) if ckpt is not None and ckpt.is_file() else (None, None)
-        if sur is None:
-            log.warning("no foundation-model checkpoint (%s): running without a surrogate", ckpt)
+        sur, context = patient_surrogate(p, ckpt) if ckpt is not None else (None, None)
+        if sur is None and checkpoint is not False:
+            log.warning("the shipped foundation-model checkpoint is missing: running without a surrogate "
+                        "(pass --checkpoint PATH)")
     tgt = make_target(target, p, sur, ckpt_tag=file_digest(ckpt) if sur is not None else "")
     cost = SurrogateCost(sur, context[:, -sur.cfg.max_patches * sur.cfg.patch_len:], tgt.forecast, seed=seed) \
         if sur is not None and tgt.forecast is not None else None
@@ -268,10 +288,11 @@ def _recorded_patient(recording: str | Path | None, ckpt: Path | None, config: s
 
     if recording is None:
         raise ConfigError("--surrogate-only needs --recording PATH (the patient's recording)")
-    if ckpt is None or not ckpt.is_file():
-        raise ConfigError(f"--surrogate-only needs a foundation-model checkpoint; not found: {ckpt}")
+    if ckpt is None:
+        raise ConfigError("--surrogate-only needs the foundation model, but the shipped checkpoint is missing; "
+                          "pass --checkpoint PATH")
     cfg = Path(config) if config is not None else None
-    data = tomllib.loads(cfg.read_text()) if cfg is not None and cfg.is_file() else {}
+    data = read_toml(cfg, what="optimizer settings file") if cfg is not None else {}
     space = StimulusSpace.from_dict(data["space"]) if "space" in data else \
         StimulusSpace.from_toml(REPO / "configs" / "space-dbs.toml")
     rec = Recording.read(recording)

@@ -15,18 +15,18 @@ from typing import Any
 import numpy as np
 
 from bfm_stim.exceptions import ConfigError, ValidationError
+from bfm_stim.files import check_readable
 from bfm_stim.recording import Event, Recording
 from bfm_stim.space import Stimulus
 
 
 def load_schedule(path: str | Path, *, default_onset_s: float) -> list[tuple[float, Stimulus]]:
     """Parse a stimulus JSON file into ``[(onset_s, Stimulus), ...]`` sorted by onset."""
-    path = Path(path)
+    path = check_readable(path, what="stimulus file",
+                          hint="give a JSON file with one stimulus or a list of {onset_s, stimulus}")
     try:
-        raw: Any = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"stimulus file not found: {path}") from None
-    except json.JSONDecodeError as e:
+        raw: Any = json.loads(path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid JSON ({e})") from None
     if isinstance(raw, dict) and "events" in raw:
         raw = raw["events"]

@@ -12,14 +12,13 @@ to the played signal from the sample it takes effect on.
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import threading
 from typing import Callable, Sequence
 
 import numpy as np
 
-from bfm_stim._logging import get_logger
+from bfm_stim._logging import get_logger, log_to_stderr
 from bfm_stim.exceptions import ValidationError
 from bfm_stim.lsl.config import SCOPES, configure
 from bfm_stim.lsl.protocol import load_key
@@ -170,9 +169,9 @@ def serve_recording(path: str, key_file: str, *, loop: bool = False, speed: floa
     return server.run()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m simulators.playback") -> int:
     """``python -m simulators.playback FILE``: serve a recording until its end or a signal."""
-    p = argparse.ArgumentParser(prog="python -m simulators.playback", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("file")
     p.add_argument("--key-file", required=True)
     p.add_argument("--loop", action="store_true")
@@ -186,9 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--twin-demo", action="store_true", help="add a damped-oscillation response on stimulation")
     p.add_argument("--counter", action="store_true")
     p.add_argument("--lsl-scope", choices=SCOPES, default="machine")
-    p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--log-level", default=None,
+                   help="DEBUG, INFO, WARNING ... (default: WARNING; under bfm-stim its -v/-q level)")
     a = p.parse_args(argv)
-    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log_to_stderr(a.log_level)  # one handler, on the package logger: no second copy of each line
     configure(a.lsl_scope)
     space = StimulusSpace.from_toml(a.space) if a.space else None
     twin = None

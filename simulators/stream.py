@@ -13,7 +13,6 @@ SIGINT/SIGTERM stop it cleanly.
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import signal
 import threading
@@ -21,7 +20,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from bfm_stim._logging import get_logger
+from bfm_stim._logging import get_logger, log_to_stderr
 from bfm_stim.exceptions import ValidationError
 from bfm_stim.lsl.config import SCOPES, configure, local_clock, pylsl
 from bfm_stim.lsl.link import DeviceLink
@@ -330,9 +329,9 @@ def serve(patient_id: str | None, seed: int, key_file: str, speed: float = 1.0, 
     return server.run()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m simulators.stream") -> int:
     """``python -m simulators.stream``: serve a patient until SIGINT/SIGTERM."""
-    p = argparse.ArgumentParser(prog="python -m simulators.stream", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--patient", help="registered patient id, e.g. bg-beta-v0")
     src.add_argument("--synthetic", type=int, metavar="N_CHANNELS", help="cheap synthetic source")
@@ -347,9 +346,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--space-kind", choices=["electrical", "sensory"], default="electrical",
                    help="what the device delivers: electrical trains on the lead, or sensory (flicker, clicks)")
     p.add_argument("--lsl-scope", choices=SCOPES, default="machine")
-    p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--log-level", default=None,
+                   help="DEBUG, INFO, WARNING ... (default: WARNING; under bfm-stim its -v/-q level)")
     a = p.parse_args(argv)
-    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log_to_stderr(a.log_level)  # one handler, on the package logger: no second copy of each line
     configure(a.lsl_scope)
     serve(a.patient, a.seed, a.key_file, a.speed, source_id=a.source_id, counter=a.counter, duration_s=a.duration,
           synthetic_channels=a.synthetic, fs=a.fs, max_age_s=a.max_age, space_kind=a.space_kind)

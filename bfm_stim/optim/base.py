@@ -151,15 +151,10 @@ class OptimizerSettings:
     @classmethod
     def from_toml(cls, path: str | Path, table: str | None = None) -> "OptimizerSettings":
         """Read settings from a TOML file; ``table`` is a dotted path such as ``"optimizer.bo"``."""
-        import tomllib
+        from bfm_stim.files import read_toml
 
         path = Path(path)
-        try:
-            data: Any = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"optimizer settings file not found: {path}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        data: Any = read_toml(path, what="optimizer settings file")
         for key in (table.split(".") if table else []):
             if not isinstance(data, Mapping) or key not in data:
                 raise ConfigError(f"{path}: no table [{table}]")

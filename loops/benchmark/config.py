@@ -52,12 +52,12 @@ import hashlib
 import json
 import math
 import os
-import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from bfm_stim.exceptions import ConfigError, ValidationError
+from bfm_stim.files import read_toml
 
 __all__ = ["CohortConfig", "PatientEntry", "ObjectiveConfig", "OracleConfig", "OptimizerEntry", "ExecutorConfig",
            "MetricsConfig", "BenchmarkConfig", "load_config", "config_from_dict", "FAMILIES", "EXTERNAL"]
@@ -331,12 +331,7 @@ def load_config(path: str | Path) -> BenchmarkConfig:
         ValidationError: A value out of range (names the field, the value and the range).
     """
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"benchmark config not found: {path}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    data = read_toml(path, what="benchmark config")
     try:
         return config_from_dict(data)
     except TypeError as e:  # a wrong type reaching a dataclass

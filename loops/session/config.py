@@ -9,33 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 from bfm_stim.exceptions import ConfigError
+from bfm_stim.files import read_toml
 
 __all__ = ["DeviceConfig", "CalibrationConfig", "TrialConfig", "PreprocessConfig", "HealthConfig",
            "ContinuousSegments", "SessionConfig", "load_config", "read_toml"]
 
 MODES = ("zero_shot", "embedding", "full")
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file; a missing or malformed file raises ConfigError naming the file and line."""
-    p = Path(path)
-    try:
-        return tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {p}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from None
 
 
 def _num(table: str, name: str, v: Any, *, lo: float | None = None, hi: float | None = None,

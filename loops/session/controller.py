@@ -35,20 +35,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 from bfm_stim._logging import get_logger
 from bfm_stim.exceptions import ConfigError, ValidationError
+from bfm_stim.files import read_toml
 from bfm_stim.space import Stimulus, StimulusSpace
 from loops.session.biomarker import ExpSmoother
 
@@ -191,12 +186,7 @@ class ControllerConfig:
     def from_toml(cls, path: str | Path, table: str = "continuous") -> "ControllerConfig":
         """Read ``[continuous]`` (or its ``controller`` sub-table, as in ``configs/session.toml``)."""
         p = Path(path)
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {p}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{p}: not valid TOML: {e}") from None
+        data = read_toml(p, what="session config")
         if table not in data:
             raise ConfigError(f"{p}: no [{table}] table")
         t = data[table]

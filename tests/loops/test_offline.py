@@ -55,7 +55,7 @@ def test_guided_with_tiny_model_on_healthy_target(tmp_path, tiny_ckpt):
 def test_bandpower_target_without_model(tmp_path):
     out = tmp_path / "p.json"
     r = run_offline("cortex-jr-v0", 3, "bandpower:8-13", "random", 3, out,
-                    checkpoint=tmp_path / "missing.pt", progress=False)
+                    checkpoint=False, progress=False)
     _check_protocol(r, out, 3)
     assert r["surrogate"] is None and "band power" in r["objective"]
     assert all(t["predicted_cost"] is None for t in r["trials"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 import hypothesis.strategies as st
@@ -13,6 +12,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 from bfm_stim.exceptions import OptimizerError, ValidationError
+from bfm_stim.files import read_toml
 from bfm_stim.objectives import LatentTarget
 from bfm_stim.optim import (ConstantCost, Outcome, ResidualCorrection, SurrogateCost, load, make, registry,
                             settings_from_dict)
@@ -212,7 +212,7 @@ def test_restore_gives_identical_next_proposal(name, problem, tiny_cost, tmp_pat
 
 def test_registered_and_configured():
     assert set(SURROGATE_OPTS) <= set(registry)
-    tables = tomllib.loads((REPO / "configs" / "optimizers.toml").read_text())
+    tables = read_toml(REPO / "configs" / "optimizers.toml")
     assert set(tables) == set(registry)
     for name, table in tables.items():
         assert settings_from_dict(name, table).to_dict()["seed"] == table["seed"]
