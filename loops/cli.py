@@ -97,9 +97,14 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 def _cmd_adapt(args: argparse.Namespace) -> int:
     from loops.adapt import main as adapt_main
+    from loops.recording_input import model_min_duration_s, prepare_recording
 
-    result = adapt_main(args.recording, args.out, checkpoint=args.checkpoint, mode=args.mode, steps=args.steps,
-                        lr=args.lr, anchor=args.anchor, seed=args.seed)
+    prep = prepare_recording(args.recording, scale=args.scale, channel_files=args.channel_files or (),
+                             montage=args.montage, min_duration_s=model_min_duration_s(args.checkpoint))
+    with prep.as_file() as path:  # the scaled, placed, neural-only recording when it differs from the file
+        result = adapt_main(path, args.out, checkpoint=args.checkpoint, mode=args.mode, steps=args.steps,
+                            lr=args.lr, anchor=args.anchor, seed=args.seed)
+    result.update(recording=str(args.recording), recording_input=prep.to_dict())
     print(json.dumps(result, indent=1, default=str))
     return 0
 
@@ -110,9 +115,12 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     result = run_offline(
         patient=args.patient, seed=args.seed, target=args.target, optimizer=args.optimizer, budget=args.budget,
         out=args.out, surrogate_only=args.surrogate_only, recording=args.recording, checkpoint=args.checkpoint,
-        config=args.config,
+        config=args.config, space=args.space, scale=args.scale, channel_files=tuple(args.channel_files or ()),
+        montage=args.montage,
     )
     best = result.get("protocol", result.get("top", []))
+    if result.get("ranking"):  # surrogate-only: whether the surrogate can tell the candidates apart
+        print(result["ranking"]["message"])
     print(json.dumps(best[:3] if isinstance(best, list) else best, indent=1, default=str))
     print(f"wrote {args.out}")
     return 0
@@ -272,6 +280,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 # --- parser -----------------------------------------------------------------------------------
+def _recording_arguments(s: argparse.ArgumentParser) -> None:
+    """How to read --recording: unit scale, channel types and positions (loops.recording_input)."""
+    s.add_argument("--scale", type=float, default=None,
+                   help="multiply the recording's voltage channels by this factor (e.g. 1e-6 when volts were "
+                        "read as µV; the sanity check suggests it)")
+    s.add_argument("--channels-file", "--electrodes", dest="channel_files", action="append", default=None,
+                   metavar="FILE", help="channel types and electrode positions: BIDS channels.tsv/electrodes.tsv, "
+                   "CSV or TOML (name, type, x, y, z in m, area_mm2, lead, contact, stim); repeatable; BIDS "
+                   "sidecars beside the recording are read without it")
+    s.add_argument("--montage", default=None,
+                   help="electrode positions from an MNE montage: a standard name (standard_1020, biosemi64, ...) "
+                        "or a montage file")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bfm-stim",
@@ -357,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0,
                    help="random seed of the training windows and dropout: the same recording and seed give the "
                         "same patient file")
+    _recording_arguments(s)
     s.set_defaults(func=_cmd_adapt)
 
     s = sub.add_parser("optimize", help="optimize a stimulation protocol offline (simulated patient or surrogate)")
@@ -371,6 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--recording", default=None, help="with --surrogate-only: the patient's recording")
     s.add_argument("--checkpoint", default=None, help="foundation-model checkpoint (default: the shipped one)")
     s.add_argument("--config", default=None, help="TOML with optimizer settings (configs/optimizers.toml)")
+    s.add_argument("--space", default=None, metavar="FILE.toml",
+                   help="with --surrogate-only: the stimulus space ([space] with the contacts, as "
+                        "configs/space-dbs.toml); default: the recording's own lead contacts, else an error")
+    _recording_arguments(s)
     s.set_defaults(func=_cmd_optimize)
 
     s = sub.add_parser("bench", help="benchmarks that write JSON figures",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -205,7 +206,9 @@ def predicted(cost: Any, space: StimulusSpace, stims: list[Stimulus]) -> list[tu
 def run_offline(patient: str = "bg-beta-v0", seed: int = 7, target: str = "healthy", optimizer: str = "guided",
                 budget: int = 30, out: str | Path = "protocol.json", *, surrogate_only: bool = False,
                 recording: str | Path | None = None, checkpoint: str | Path | None | bool = None,
-                config: str | Path | None = None, top: int = 5, progress: bool = True) -> dict[str, Any]:
+                config: str | Path | None = None, top: int = 5, progress: bool = True,
+                space: str | Path | None = None, scale: float | None = None,
+                channel_files: tuple[str | Path, ...] = (), montage: str | None = None) -> dict[str, Any]:
     """Optimize a stimulation protocol; write ``out`` (JSON) and ``out`` with ``.png``.
 
     Args:
@@ -220,9 +223,15 @@ def run_offline(patient: str = "bg-beta-v0", seed: int = 7, target: str = "healt
         checkpoint: BFM checkpoint or ``bfm-stim adapt`` patient file (default: the shipped checkpoint);
             ``False``: no foundation model (the simulators' objectives). A given file that is missing raises.
         config: TOML with a table per optimizer (default ``configs/optimizers.toml``); with
-            ``surrogate_only`` a ``[space]`` table too (default ``configs/space-dbs.toml``).
+            ``surrogate_only`` a ``[space]`` table too.
         top: Number of protocols reported.
         progress: Show a progress bar over trials.
+        space: With ``surrogate_only``: a TOML stimulus space (``[space]`` with the contacts). Without
+            it (and without a ``[space]`` table in ``config``) the contacts are the recording's own
+            lead contacts (:func:`bfm_stim.io.geometry.stimulation_contacts`) with the bounds and
+            safety limits of ``configs/space-dbs.toml``; a recording without any is refused.
+        scale, channel_files, montage: With ``surrogate_only``: how to read the recording
+            (:func:`loops.recording_input.prepare_recording`).
 
     Returns:
         The protocol dict written to ``out`` (``top``, ``trials``, ``settings`` ...).
@@ -234,7 +243,8 @@ def run_offline(patient: str = "bg-beta-v0", seed: int = 7, target: str = "healt
     ckpt = None if checkpoint is False else checkpoint_path(checkpoint)  # type: ignore[arg-type]
     _check_target_file(target)
     if surrogate_only:
-        p, space, sur, context = None, *_recorded_patient(recording, ckpt, config)
+        p, (space, sur, context, rec_info) = None, _recorded_patient(
+            recording, ckpt, config, space_file=space, scale=scale, channel_files=channel_files, montage=montage)
     else:
         import simulators
 
@@ -272,6 +282,11 @@ def run_offline(patient: str = "bg-beta-v0", seed: int = 7, target: str = "healt
         "budget": budget, "surrogate": str(ckpt) if sur is not None else None, "surrogate_only": surrogate_only,
         "space": space.to_dict(), "top": _top(opt, cost, space, trials, top, surrogate_only), "trials": trials,
     }
+    if surrogate_only:
+        result["recording_input"] = rec_info
+        result["ranking"] = ranking_verdict(result["top"])
+        log.log(logging.WARNING if not result["ranking"]["distinguishable"] else logging.INFO,
+                "%s", result["ranking"]["message"])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=float))
@@ -280,11 +295,18 @@ def run_offline(patient: str = "bg-beta-v0", seed: int = 7, target: str = "healt
     return result
 
 
-def _recorded_patient(recording: str | Path | None, ckpt: Path | None, config: str | Path | None):
-    """Space, surrogate and context of a recorded patient (surrogate-only mode)."""
+def _recorded_patient(recording: str | Path | None, ckpt: Path | None, config: str | Path | None, *,
+                      space_file: str | Path | None = None, scale: float | None = None,
+                      channel_files: tuple[str | Path, ...] = (), montage: str | None = None):
+    """Space, surrogate, context and input report of a recorded patient (surrogate-only mode).
+
+    The recording goes through :func:`loops.recording_input.prepare_recording` (scale, geometry,
+    sanity checks, neural channels); unknown positions stay NaN, as the model expects.
+    """
+    from bfm_stim.model import load_checkpoint
     from bfm_stim.model.checkpoint import load_patient
-    from bfm_stim.recording import Recording
     from bfm_stim.surrogate import Surrogate
+    from loops.recording_input import prepare_recording
 
     if recording is None:
         raise ConfigError("--surrogate-only needs --recording PATH (the patient's recording)")
@@ -293,22 +315,87 @@ def _recorded_patient(recording: str | Path | None, ckpt: Path | None, config: s
                           "pass --checkpoint PATH")
     cfg = Path(config) if config is not None else None
     data = read_toml(cfg, what="optimizer settings file") if cfg is not None else {}
-    space = StimulusSpace.from_dict(data["space"]) if "space" in data else \
-        StimulusSpace.from_toml(REPO / "configs" / "space-dbs.toml")
-    rec = Recording.read(recording)
     try:
-        load_patient(ckpt)
-        sur = Surrogate.from_patient_file(ckpt, space=space)
-        if sur.ch_names:
-            rec = rec.pick(sur.ch_names)
+        model, info = load_patient(ckpt)
+        patient_file = True
     except Exception:  # noqa: BLE001 - not a patient file: a pretrained checkpoint, zero-shot embedding
-        from bfm_stim.model import load_checkpoint
+        model, patient_file = load_checkpoint(ckpt)[0], False
+    mc = model.config
+    prep = prepare_recording(recording, scale=scale, channel_files=channel_files, montage=montage,
+                             min_duration_s=max(2, mc.max_patches - mc.horizon_patches) * mc.patch_len / mc.fs)
+    space, space_source, notes = _space_for(prep.full, data, cfg, space_file)
+    rec_info = {**prep.to_dict(), "space_source": space_source}
+    rec_info["checks"]["findings"] += [dict(n.__dict__) for n in notes]
+    if patient_file:
+        sur = Surrogate.from_patient_file(ckpt, space=space)
+        rec = prep.full.pick(sur.ch_names) if sur.ch_names else prep.recording
+    else:
+        rec = prep.recording
+        rest = _resample(rec.data, rec.fs, mc.fs)
+        sur = Surrogate.from_checkpoint(ckpt, positions=rec.positions, rest=rest, space=space)
+    return space, sur, _resample(rec.data, rec.fs, sur.fs), rec_info
 
-        fs = load_checkpoint(ckpt)[0].config.fs
-        rec = rec.pick([n for n, t in zip(rec.ch_names, rec.ch_types) if t != "stim"])
-        rest = _resample(rec.data, rec.fs, fs)
-        sur = Surrogate.from_checkpoint(ckpt, positions=np.nan_to_num(rec.positions), rest=rest, space=space)
-    return space, sur, _resample(rec.data, rec.fs, sur.fs)
+
+def _space_for(rec: Any, data: dict[str, Any], cfg: Path | None, space_file: str | Path | None):
+    """The stimulus space of a recorded patient, where it came from, and findings (never a default lead)."""
+    from bfm_stim.io.geometry import missing_contacts_message, stimulation_contacts
+
+    if space_file is not None:
+        path = check_readable(space_file, what="stimulus space file")
+        return StimulusSpace.from_toml(path), f"--space {space_file}", []
+    if "space" in data:
+        return StimulusSpace.from_dict(data["space"]), f"[space] of {cfg}", []
+    contacts, notes = stimulation_contacts(rec)
+    if not contacts:
+        raise ConfigError(missing_contacts_message(rec))
+    for n in notes:
+        log.warning("%s", n.message)
+    template = StimulusSpace.from_toml(REPO / "configs" / "space-dbs.toml").to_dict()
+    template["contacts"] = [{"name": c.name, "position_mm": list(c.position_mm), "area_cm2": c.area_cm2}
+                            for c in contacts]
+    source = (f"the recording's {len(contacts)} lead contacts ({', '.join(c.name for c in contacts)}); bounds and "
+              "safety limits of configs/space-dbs.toml")
+    log.info("stimulus space: %s", source)
+    return StimulusSpace.from_dict(template), source, notes
+
+
+def ranking_verdict(top: list[dict], *, z: float = 1.0) -> dict[str, Any]:
+    """Can the surrogate tell its unmeasured candidates apart? Spread, uncertainty and a message.
+
+    A candidate is told apart from the best when its predicted cost exceeds the best's by more than
+    ``z`` times their combined predicted std (``sqrt(std_best² + std_i²)``). Each candidate gets
+    ``tied_with_best``, and a ``rank`` only when it is told apart from the best (the candidates tied
+    with the best share ``rank = None`` when there are several).
+    """
+    cands = [t for t in top if not t.get("measured") and t.get("predicted_cost") is not None]
+    if not cands:
+        return {"distinguishable": False, "n": 0, "spread": None, "uncertainty": None,
+                "message": "no unmeasured candidates to rank"}
+    m = np.array([c["predicted_cost"] for c in cands], dtype=float)
+    sd = np.array([c["predicted_std"] or 0.0 for c in cands], dtype=float)
+    best = int(np.argmin(m))
+    tied = (m - m[best]) <= z * np.sqrt(sd[best] ** 2 + sd ** 2)
+    spread, unc = float(m.max() - m.min()), float(np.median(sd))
+    n_tied = int(tied.sum())
+    order = np.argsort(m, kind="stable")
+    for r, k in enumerate(order):
+        cands[k]["tied_with_best"] = bool(tied[k])
+        cands[k]["rank"] = None if tied[k] and n_tied > 1 else r + 1
+    out = {"distinguishable": n_tied < len(cands), "n": len(cands), "n_tied_with_best": n_tied, "spread": spread,
+           "uncertainty": unc}
+    if n_tied == len(cands):
+        out["message"] = (
+            f"the surrogate cannot tell these apart: the {len(cands)} candidates' predicted costs span {spread:.3g} "
+            f"({m.min():.4g} to {m.max():.4g}), within its uncertainty (predicted std, median {unc:.3g}); treat them "
+            "as equivalent and measure them, or adapt the model to more of this patient's data")
+    elif n_tied > 1:
+        out["message"] = (
+            f"{n_tied} of {len(cands)} candidates tie with the best within the surrogate's uncertainty (predicted "
+            f"costs span {spread:.3g}, median std {unc:.3g}); only the others rank below them")
+    else:
+        out["message"] = (f"the best candidate beats the others by more than the surrogate's uncertainty "
+                          f"(predicted costs span {spread:.3g}, median std {unc:.3g})")
+    return out
 
 
 def _top(opt: Any, cost: Any, space: StimulusSpace, trials: list[dict], n: int, surrogate_only: bool) -> list[dict]:

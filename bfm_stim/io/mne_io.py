@@ -77,7 +77,10 @@ def read_mne(path: Path, fmt: str) -> Recording:
         log.warning("%s: %s", path.name, w.message)
     if fmt == "brainvision":
         _check_brainvision_size(path, raw)
-    rec = from_mne(raw)
+    try:
+        rec = from_mne(raw)
+    except RecordingError as exc:
+        raise RecordingError(f"{path}: {exc}") from None
     rec.meta.setdefault("source", str(path))
     rec.meta["format"] = fmt
     return rec
@@ -145,6 +148,12 @@ def from_mne(raw: Any) -> Recording:
     pos[np.all(pos == 0.0, axis=1)] = np.nan
     pos[~np.isfinite(pos)] = np.nan
     fs = float(raw.info["sfreq"])
+    if not np.isfinite(data).all():  # say where the gaps are (a Recording holds finite samples only)
+        from bfm_stim.sanity import nan_gaps
+
+        gaps = nan_gaps(data, fs, list(raw.ch_names))
+        raise RecordingError(f"{len(gaps)} channel(s) hold NaN or infinite samples: "
+                             + " | ".join(g.message for g in gaps))
     duration = raw.n_times / fs
     ann = raw.annotations
     shift = raw.first_time if ann.orig_time is not None else 0.0
@@ -157,6 +166,8 @@ def from_mne(raw: Any) -> Recording:
     ):
         events = exact
     meta = dict(stored.get("meta", {}))
+    if raw.info["bads"]:
+        meta["bads"] = list(dict.fromkeys([*meta.get("bads", []), *raw.info["bads"]]))
     return Recording(data, fs, list(raw.ch_names), types, units, pos, events, meta)
 
 
@@ -186,6 +197,7 @@ def to_mne(rec: Recording) -> Any:
             "events": [[e.onset_s, e.duration_s, e.description, e.stimulus] for e in rec.events],
             "meta": rec.meta}
     info["description"] = json.dumps({"bfm_stim": blob}, default=str)
+    info["bads"] = [b for b in rec.meta.get("bads", []) if b in rec.ch_names]
     raw = mne.io.RawArray(data, info, verbose="error")
     if rec.events:
         raw.set_annotations(mne.Annotations([e.onset_s for e in rec.events], [e.duration_s for e in rec.events],
