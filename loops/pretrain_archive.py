@@ -142,14 +142,19 @@ def _kept_spans(src: Source, margin_s: float) -> tuple[list[tuple[int, int]], fl
 def _pieces(spans: list[tuple[int, int]], fs_in: float, fs: float, seg: int,
             min_len: int) -> list[tuple[int, int, int, int]]:
     """(lo, hi, a, b): pieces [a, b) of the kept spans [lo, hi), input samples, each <= seg and >= min_len
-    samples at the model rate (equal lengths within a span)."""
+    samples at the model rate: equal lengths within a span where that fits both bounds, else pieces of
+    ``seg`` and the rest (shorter than ``min_len``) left out."""
     out = []
     for lo, hi in spans:
         n_out = (hi - lo) * fs / fs_in
         if n_out < min_len:
             continue
         k = math.ceil(n_out / seg)
-        edges = np.round(np.linspace(lo, hi, k + 1)).astype(int)
+        if n_out / k >= min_len:
+            edges = np.round(np.linspace(lo, hi, k + 1)).astype(int)
+        else:
+            step = seg * fs_in / fs
+            edges = np.round(lo + step * np.arange(int(n_out // seg) + 1)).astype(int)
         out += [(lo, hi, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
     return out
 
@@ -272,10 +277,16 @@ def iter_archive(cfg: Any, *, fs: float, report: ArchiveReport, min_samples: int
         min_samples: shortest series to keep (a training window), samples at ``fs``.
 
     Raises:
-        ConfigError: ``bids_root`` is not a directory (a configuration mistake, not a bad file).
+        ConfigError: ``bids_root`` is not a directory (a configuration mistake, not a bad file), or
+            NWB files are named and pynwb is not installed.
     """
     if cfg.bids_root and not Path(cfg.bids_root).is_dir():
         raise ConfigError(f"corpus.bids_root={cfg.bids_root!r} is not a directory")
+    if cfg.nwb:
+        try:
+            import pynwb  # noqa: F401
+        except ImportError as err:
+            raise ConfigError("corpus.nwb needs pynwb: pip install 'bfm-stim[archive]'") from err
     max_bytes = int(cfg.shard_mb * (1 << 20))
     for label, opener in _items(cfg, report):
         try:
@@ -293,3 +304,26 @@ def iter_archive(cfg: Any, *, fs: float, report: ArchiveReport, min_samples: int
                     report.skip(where, f"read failed{part}: {type(err).__name__}: {err}")
         except Exception as err:  # noqa: BLE001 - a file that does not open is skipped, never fatal
             report.skip(label, f"{type(err).__name__}: {err}")
+
+
+if __name__ == "__main__":  # python -m loops.pretrain_archive CONFIG OUT: build a run's corpus before torchrun
+    import argparse
+    import json
+
+    from bfm_stim._logging import log_to_stderr
+    from loops.pretrain import build_corpus, load_config
+
+    ap = argparse.ArgumentParser(description="Build a pretraining run's corpus (its archive included) ahead of "
+                                             "training: under torchrun the other ranks wait for rank 0's build "
+                                             "at most the process group's timeout, and a built corpus is reused")
+    ap.add_argument("config")
+    ap.add_argument("out", help="the run folder that `bfm-stim pretrain --out` / torchrun will get")
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args()
+    log_to_stderr("INFO")
+    cfg = load_config(a.config)
+    corpus_dir = Path(cfg.corpus.dir) if Path(cfg.corpus.dir).is_absolute() else Path(a.out) / cfg.corpus.dir
+    man = json.loads(build_corpus(cfg, corpus_dir, progress=not a.no_progress).read_text())
+    arc = {k: v for k, v in man.get("archive", {}).items() if k != "files"}
+    print(json.dumps({"corpus": str(corpus_dir), "series": man["n_patients"], "shards": len(man["shards"]),
+                      "archive": arc}, indent=1))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -172,7 +174,14 @@ def test_archive_pretrains_tiny_model(archive, tmp_path):
     cfg_path = tmp_path / "archive.toml"
     cfg_path.write_text(corpus + tiny[tiny.index("[model]"):])
     assert load_config(cfg_path).corpus.bids_root == str(archive / "bids")
+    # built ahead of training (as before a torchrun launch), then reused by the run
+    r = subprocess.run([sys.executable, "-m", "loops.pretrain_archive", str(cfg_path), str(tmp_path / "run"),
+                        "--no-progress"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["archive"]["n_files"] == 3
+    built = (tmp_path / "run" / "corpus" / "manifest.json").stat().st_mtime_ns
     s = main(cfg_path, tmp_path / "run", steps=4, progress=False)
+    assert (tmp_path / "run" / "corpus" / "manifest.json").stat().st_mtime_ns == built
     assert s["steps"] == 4 and all(np.isfinite(v) for v in s["losses"].values())
     assert (tmp_path / "run" / "model.pt").is_file()
     man = json.loads((tmp_path / "run" / "corpus" / "manifest.json").read_text())
