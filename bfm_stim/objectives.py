@@ -17,7 +17,8 @@ from bfm_stim.space import FEATURE_NAMES
 if TYPE_CHECKING:
     from bfm_stim.surrogate import Forecast, Surrogate
 
-__all__ = ["LatentTarget", "band_power", "BandPowerObjective", "energy_penalty", "energy_from_features"]
+__all__ = ["LatentTarget", "band_power", "BandPowerObjective", "EnergyPenalized", "energy_penalty",
+           "energy_from_features", "teed_from_features"]
 
 
 def _latent_of(x: "Forecast | Tensor") -> Tensor:
@@ -132,7 +133,14 @@ def band_power(signal: Tensor, fs: float, band: tuple[float, float], *, channels
 
 @dataclass(frozen=True)
 class BandPowerObjective:
-    """Cost from band power of the forecast signal (e.g. minimise beta power in the STN).
+    """Cost from the band power of the response (e.g. minimise beta power in the STN).
+
+    On a :class:`~bfm_stim.surrogate.Forecast` of a model with biomarker heads for this band, the
+    cost reads the heads' prediction of the response window's log band power per channel (what the
+    trial will measure; :mod:`bfm_stim.model.biomarker`), combined over ``channels`` as the log of
+    the mean power. Otherwise (no heads, another band, ``use_heads=False``, or a plain signal
+    tensor) it is the band power of the forecast signal, which for a conditional-mean forecast
+    underestimates the power of oscillations the model cannot phase-lock.
 
     Attributes:
         band: (low, high) Hz.
@@ -140,6 +148,9 @@ class BandPowerObjective:
         channels: channel indices (default all).
         target: if given, cost = (log power - target)²; else cost = sign * log power.
         sign: +1 to minimise the power, -1 to maximise it.
+        log_base: base of the log (10: log10 µV²/Hz; ``math.e`` matches the simulators' measured
+            ``simulators.BandPowerObjective``, so energy weights mean the same on both sides).
+        use_heads: read the biomarker heads where the forecast has them for this band.
     """
 
     band: tuple[float, float]
@@ -147,14 +158,85 @@ class BandPowerObjective:
     channels: tuple[int, ...] | None = None
     target: float | None = None
     sign: float = 1.0
+    log_base: float = 10.0
+    use_heads: bool = True
+
+    def __post_init__(self) -> None:
+        if not (self.log_base > 1.0):
+            raise ValidationError("log_base", self.log_base, "a number > 1 (10 or e)")
+
+    def _head_index(self, bands: "tuple[tuple[float, float], ...]") -> int | None:
+        from bfm_stim.model.biomarker import band_index
+        return band_index(bands, self.band) if self.use_heads and bands else None
+
+    def needs_signal(self, surrogate: object) -> bool:
+        """Whether forecasts of ``surrogate`` need the signal read-out for this objective (not when
+        its model has biomarker heads for the band)."""
+        model = getattr(surrogate, "model", None)
+        if getattr(model, "biomarker", None) is None:
+            return True
+        return self._head_index(model.config.biomarker_bands) is None
+
+    def log_power(self, forecast: "Forecast | Tensor") -> Tensor:
+        """log (base ``log_base``) of the band power over ``channels``, (N,)."""
+        import math
+        conv = 1.0 / math.log10(self.log_base)
+        chans = list(self.channels) if self.channels else None
+        if not isinstance(forecast, Tensor) and forecast.biomarker is not None:
+            i = self._head_index(forecast.bands)
+            if i is not None:
+                lp = forecast.biomarker[..., i]  # (N, C) log10 µV²/Hz
+                if chans is not None:
+                    lp = lp[:, chans]
+                ln10 = math.log(10.0)
+                p10 = (torch.logsumexp(lp * ln10, -1) - math.log(lp.shape[-1])) / ln10  # log10 of the channel mean
+                return p10 * conv
+        sig = forecast if isinstance(forecast, Tensor) else forecast.signal
+        if sig is None:
+            raise ValidationError("forecast", "signal=None", "a forecast made with signal=True (or a model with "
+                                  f"biomarker heads for {self.band} Hz)")
+        return band_power(sig, self.fs, self.band, channels=chans) * conv
 
     def __call__(self, forecast: "Forecast | Tensor") -> Tensor:
         """Cost (N,) of a forecast signal (N, C, T) µV or a :class:`Forecast`."""
-        sig = forecast if isinstance(forecast, Tensor) else forecast.signal
-        if sig is None:
-            raise ValidationError("forecast", "signal=None", "a forecast made with signal=True")
-        p = band_power(sig, self.fs, self.band, channels=list(self.channels) if self.channels else None)
+        p = self.log_power(forecast)
         return (p - self.target) ** 2 if self.target is not None else self.sign * p
+
+
+@dataclass(frozen=True)
+class EnergyPenalized:
+    """An objective plus a weighted delivered-energy penalty: protocols that reach the goal with
+    less charge win.
+
+    cost = ``objective(forecast) + weight * TEED``, TEED = I² · f · pw per second of stimulation
+    (mA² · Hz · ms, the total electrical energy delivered up to the constant impedance; 0 for
+    sensory stimuli), the measure ``simulators.BandPowerObjective(energy_weight=...)`` adds to a
+    measured trial, so the same weight means the same trade-off on both sides.
+
+    Attributes:
+        objective: the biomarker objective (e.g. :class:`BandPowerObjective` with ``log_base=math.e``).
+        weight: cost units per mA² · Hz · ms (>= 0).
+    """
+
+    objective: object
+    weight: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) or not self.weight >= 0:
+            raise ValidationError("energy weight", self.weight, "a number >= 0 (cost units per mA²·Hz·ms)")
+
+    def needs_signal(self, surrogate: object) -> bool:
+        needs = getattr(self.objective, "needs_signal", None)
+        return bool(needs(surrogate)) if callable(needs) else True
+
+    def __call__(self, forecast: "Forecast") -> Tensor:
+        """Cost (N,) of a :class:`Forecast` (it carries the candidates' features)."""
+        base = self.objective(forecast)  # type: ignore[operator]
+        feats = getattr(forecast, "features", None)
+        if feats is None:
+            raise ValidationError("forecast", type(forecast).__name__, "a Forecast carrying the stimulus features")
+        f = feats[:, 0] if feats.dim() == 3 else feats
+        return base + self.weight * teed_from_features(f).to(base)
 
 
 def energy_penalty(amplitude_ma: Tensor, pulse_width_us: Tensor, frequency_hz: Tensor, duration_s: Tensor | float = 1.0,
@@ -176,3 +258,13 @@ def energy_from_features(features: Tensor, duration_s: Tensor | float = 1.0, *, 
     pw = features[..., i["pulse_width"]] * 500.0
     freq = torch.expm1(features[..., i["log_frequency"]] * float(np.log1p(250.0))) * features[..., i["electrical"]]
     return energy_penalty(amp, pw, freq, duration_s, impedance_ohm=impedance_ohm)
+
+
+def teed_from_features(features: Tensor) -> Tensor:
+    """TEED-like energy per second of stimulation, mA² · Hz · ms, from model features (…, N_FEATURES)
+    (``simulators.oracle.energy`` of the same stimulus; 0 for non-electrical). Differentiable."""
+    i = {n: k for k, n in enumerate(FEATURE_NAMES)}
+    amp = features[..., i["amplitude"]] * 5.0
+    pw_ms = features[..., i["pulse_width"]] * 500.0 / 1000.0
+    freq = torch.expm1(features[..., i["log_frequency"]] * float(np.log1p(250.0))) * features[..., i["electrical"]]
+    return amp ** 2 * freq * pw_ms

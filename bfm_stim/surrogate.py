@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +23,17 @@ from bfm_stim.model.bfm import BrainFoundationModel
 from bfm_stim.model.checkpoint import load_checkpoint
 from bfm_stim.space import Stimulus, StimulusSpace
 
-__all__ = ["Forecast", "Surrogate", "default_checkpoint"]
+__all__ = ["Forecast", "Prepared", "Surrogate", "default_checkpoint"]
+
+
+class Prepared(NamedTuple):
+    """A context encoded for :meth:`Surrogate.predict` (see :meth:`Surrogate.prepare`)."""
+
+    z0: Tensor
+    mean: Tensor
+    std: Tensor
+    base: Tensor | None
+    power: Tensor | None
 
 
 def default_checkpoint() -> Path:
@@ -54,6 +64,11 @@ class Forecast:
             (what :meth:`Surrogate.latents` will read from it, so what a latent objective
             measures); None for a model without a response head.
         response_std: (N, H, d_latent) calibrated standard deviation of ``response`` (or None).
+        biomarker: (N, C, NB) predicted log10 band power of the response window (the horizon after
+            onset) per channel and band, µV²/Hz (the biomarker heads; None for a model without them).
+        biomarker_std: (N, C, NB) its calibrated standard deviation, log10 units (or None).
+        bands: (low, high) Hz of the NB bands of ``biomarker``.
+        features: (N, H, F) the candidates' per-patch stimulus features (for energy penalties).
     """
 
     z: Tensor
@@ -63,6 +78,10 @@ class Forecast:
     fs: float
     response: Tensor | None = None
     response_std: Tensor | None = None
+    biomarker: Tensor | None = None
+    biomarker_std: Tensor | None = None
+    bands: tuple[tuple[float, float], ...] = ()
+    features: Tensor | None = None
 
     def interval(self, level: float = 0.9) -> tuple[Tensor, Tensor]:
         """Central ``level`` predictive interval of the signal, µV: (lower, upper), each (N, C, T)."""
@@ -82,7 +101,8 @@ class Surrogate:
             or an int row of the training table.
         space: stimulus space used to turn :class:`Stimulus` objects into features.
         horizon_patches: forecast horizon (default the model's).
-        signal_scale, latent_scale, response_scale: conformal scale factors (1.0 until :meth:`calibrate`).
+        signal_scale, latent_scale, response_scale, biomarker_scale: conformal scale factors (1.0
+            until :meth:`calibrate`).
         forecaster: (C, ar_lags, >= H * patch_len) the patient's linear forecaster of ongoing
             activity (:func:`bfm_stim.model.linear.fit_forecaster`); required when the model has a
             linear path (``config.ar_lags > 0``), else ignored.
@@ -91,7 +111,8 @@ class Surrogate:
     def __init__(self, model: BrainFoundationModel, *, positions: Tensor | np.ndarray, patient: Tensor | int,
                  space: StimulusSpace | None = None, horizon_patches: int | None = None,
                  signal_scale: float = 1.0, latent_scale: float = 1.0,
-                 forecaster: Tensor | np.ndarray | None = None, response_scale: float = 1.0) -> None:
+                 forecaster: Tensor | np.ndarray | None = None, response_scale: float = 1.0,
+                 biomarker_scale: float = 1.0) -> None:
         self.model = model.eval()
         self.cfg = model.config
         pos = torch.as_tensor(np.asarray(positions), dtype=torch.float32)
@@ -107,6 +128,7 @@ class Surrogate:
         self.horizon = int(horizon_patches or self.cfg.horizon_patches)
         self.signal_scale, self.latent_scale = float(signal_scale), float(latent_scale)
         self.response_scale = float(response_scale)
+        self.biomarker_scale = float(biomarker_scale)
         self.ch_names: list[str] = []
         self.forecaster = None
         if self.cfg.ar_lags:
@@ -145,7 +167,7 @@ class Surrogate:
               if cfg.ar_lags else None)
         return cls(model, positions=positions, patient=e, space=space, forecaster=fc,
                    signal_scale=cal.get("signal_scale", 1.0), latent_scale=cal.get("latent_scale", 1.0),
-                   response_scale=cal.get("response_scale", 1.0))
+                   response_scale=cal.get("response_scale", 1.0), biomarker_scale=cal.get("biomarker_scale", 1.0))
 
     @classmethod
     def from_patient_file(cls, path: str | Path, *, space: StimulusSpace | None = None) -> "Surrogate":
@@ -156,7 +178,8 @@ class Surrogate:
         cal = info["meta"].get("calibration", {})
         sur = cls(model, positions=info["positions"], patient=info["embedding"], space=space,
                   forecaster=info.get("forecaster"), signal_scale=cal.get("signal_scale", 1.0),
-                  latent_scale=cal.get("latent_scale", 1.0), response_scale=cal.get("response_scale", 1.0))
+                  latent_scale=cal.get("latent_scale", 1.0), response_scale=cal.get("response_scale", 1.0),
+                  biomarker_scale=cal.get("biomarker_scale", 1.0))
         sur.ch_names = list(info["meta"].get("ch_names", []))
         return sur
 
@@ -211,24 +234,28 @@ class Surrogate:
                               self.patient[None], chan_emb=self._chan_emb)
         return z[0], mean, std
 
-    def prepare(self, context: Tensor | np.ndarray, *, signal: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    def prepare(self, context: Tensor | np.ndarray, *, signal: bool = True) -> "Prepared":
         """What :meth:`predict` needs of a context besides the candidates, to reuse across calls.
 
-        Returns: ``(z0, mean, std, base)``: the last context latent (d_latent,), the context's
-        per-channel mean and std (C, 1) µV, and the linear forecast of the ongoing activity
-        (1, C, H * patch_len) normalised (None without a linear path or when ``signal`` is False).
+        Returns: :class:`Prepared` ``(z0, mean, std, base, power)``: the last context latent
+        (d_latent,), the context's per-channel mean and std (C, 1) µV, the linear forecast of the
+        ongoing activity (1, C, H * patch_len) normalised (None without a linear path or when
+        ``signal`` is False), and the context's log10 band powers (1, C, NB) normalised (the
+        biomarker heads' reference; None without heads).
         """
         z_ctx, mean, std = self.encode(context)
-        base = None
+        xn = (self._context(context) - mean) / std
+        base = power = None
         if signal and self.forecaster is not None:
             from bfm_stim.model.linear import linear_forecast
-            xn = (self._context(context) - mean) / std
             base = linear_forecast(xn[None], self.forecaster[..., : self.horizon * self.cfg.patch_len])
-        return z_ctx[-1], mean, std, base
+        if self.model.biomarker is not None:
+            power = self.model.context_power(xn[None])
+        return Prepared(z_ctx[-1], mean, std, base, power)
 
     def predict(self, context: Tensor | np.ndarray, stimuli: Sequence[Stimulus] | Tensor, *,
                 signal: bool = True, chunk: int = 512,
-                prepared: tuple[Tensor, Tensor, Tensor, Tensor | None] | None = None) -> Forecast:
+                prepared: "Prepared | None" = None) -> Forecast:
         """Forecast the response to each candidate stimulus.
 
         Args:
@@ -242,12 +269,14 @@ class Surrogate:
         Returns: :class:`Forecast` with N candidates.
         """
         s = self.stimulus_tensor(stimuli)
-        z0, mean, std, base = prepared if prepared is not None else self.prepare(context, signal=signal)
-        parts = [self._rollout(z0, s[i:i + chunk], mean, std, signal, base) for i in range(0, len(s), chunk)]
-        cat = [torch.cat([p[j] for p in parts]) if parts[0][j] is not None else None for j in range(6)]
-        return Forecast(cat[0], cat[1], cat[2], cat[3], self.fs, cat[4], cat[5])
+        z0, mean, std, base, power = prepared if prepared is not None else self.prepare(context, signal=signal)
+        parts = [self._rollout(z0, s[i:i + chunk], mean, std, signal, base, power) for i in range(0, len(s), chunk)]
+        cat = [torch.cat([p[j] for p in parts]) if parts[0][j] is not None else None for j in range(8)]
+        return Forecast(cat[0], cat[1], cat[2], cat[3], self.fs, cat[4], cat[5], cat[6], cat[7],
+                        self.cfg.biomarker_bands if cat[6] is not None else (), s)
 
-    def _rollout(self, z0: Tensor, s: Tensor, mean: Tensor, std: Tensor, signal: bool, base: Tensor | None = None):
+    def _rollout(self, z0: Tensor, s: Tensor, mean: Tensor, std: Tensor, signal: bool, base: Tensor | None = None,
+                 power: Tensor | None = None):
         # The ensemble runs in latent space only; the signal is read out once, from the ensemble
         # mean (K times cheaper than decoding every head). Its predictive variance is the read-out's
         # noise variance, rescaled by the conformal factor fitted in :meth:`calibrate`.
@@ -260,15 +289,21 @@ class Surrogate:
             rk = self.model.response_latents(zk, s, self.patient[None], z0[None])
             r = rk.mean(0)
             r_std = ((rk - r).square().mean(0) + 1e-8).sqrt() * self.response_scale
+        b = b_std = None
+        if self.model.biomarker is not None and power is not None:  # ensemble spread + predicted noise
+            bk, blv = self.model.biomarkers(zk, s, self.patient[None], z0[None], self._chan_emb, self.positions[None], power)
+            b = bk.mean(0)
+            b_std = ((bk - b).square().mean(0) + blv.exp().mean(0)).sqrt() * self.biomarker_scale
+            b = b + 2.0 * torch.log10(std)[None]  # normalised -> µV²/Hz: (C, 1) std broadcast over bands
         if not signal:
-            return z, z_std, None, None, r, r_std
+            return z, z_std, None, None, r, r_std, b, b_std
         mu, lv = self.model.read_out(z, self.patient[None], self._chan_emb)
         extra = self.model.future_terms(s, self.patient[None], self._chan_emb, self.positions[None], base)
         if extra is not None:
             mu = mu + extra
         sig = mu * std + mean
         sig_std = (0.5 * lv).exp().repeat_interleave(self.cfg.patch_len, -1) * (std * self.signal_scale)
-        return z, z_std, sig, sig_std, r, r_std
+        return z, z_std, sig, sig_std, r, r_std, b, b_std
 
     # ------------------------------------------------------------------ calibration
     @torch.no_grad()
@@ -282,13 +317,14 @@ class Surrogate:
             level: target coverage in (0, 1).
 
         Returns: ``{"signal_scale", "latent_scale", "level"}`` and, for a model with a response head,
-        ``"response_scale"`` (against :meth:`latents` of each future); also stored on the surrogate.
+        ``"response_scale"`` (against :meth:`latents` of each future), for one with biomarker heads
+        ``"biomarker_scale"`` (against the log band powers of each future); also stored on the surrogate.
         """
         if not 0 < level < 1:
             raise ValidationError("level", level, "a coverage in (0, 1)")
         q = _z_quantile(level)
-        self.signal_scale = self.latent_scale = self.response_scale = 1.0
-        r_sig, r_lat, r_resp = [], [], []
+        self.signal_scale = self.latent_scale = self.response_scale = self.biomarker_scale = 1.0
+        r_sig, r_lat, r_resp, r_bio = [], [], [], []
         for ctx, s, fut in zip(contexts, stimuli, futures):
             fc = self.predict(ctx, s[None])
             r_sig.append(((fut[None] - fc.signal).abs() / fc.signal_std).flatten())
@@ -303,12 +339,18 @@ class Surrogate:
                 r_true = self.latents(fut)
                 h = min(len(r_true), self.horizon)
                 r_resp.append(((r_true[:h] - fc.response[0, :h]).abs() / fc.response_std[0, :h]).flatten())
+            if fc.biomarker is not None:
+                from bfm_stim.model.biomarker import log_band_power
+                b_true = log_band_power(fut[:, : self.horizon * self.cfg.patch_len], self.fs, fc.bands)
+                r_bio.append(((b_true - fc.biomarker[0]).abs() / fc.biomarker_std[0]).flatten())
         k = math.ceil((len(torch.cat(r_sig)) + 1) * level) / len(torch.cat(r_sig))
         self.signal_scale = float(torch.quantile(torch.cat(r_sig), min(k, 1.0)) / q)
         self.latent_scale = float(torch.quantile(torch.cat(r_lat), level) / q)
         out = {"signal_scale": self.signal_scale, "latent_scale": self.latent_scale, "level": level}
         if r_resp:
             self.response_scale = out["response_scale"] = float(torch.quantile(torch.cat(r_resp), level) / q)
+        if r_bio:
+            self.biomarker_scale = out["biomarker_scale"] = float(torch.quantile(torch.cat(r_bio), level) / q)
         return out
 
     def _encode_full(self, x: Tensor, stim: Tensor, mean: Tensor, std: Tensor) -> Tensor:

@@ -7,7 +7,9 @@ trials). Writes the protocol JSON (top safe stimuli with predicted and, where me
 uncertainty; settings, patient, seed, objective, the full trial log) and a PNG beside it.
 
 Targets: ``healthy`` (the patient's own healthy-regime twin), ``recording:PATH[:TMIN:TMAX]`` (a segment,
-s), ``latent:PATH.npy`` (a latent vector), ``bandpower:LO-HI`` (minimize that band's power, Hz). With the
+s), ``latent:PATH.npy`` (a latent vector), ``bandpower:LO-HI`` (minimize that band's power, Hz, on the
+DBS lead's channels; the surrogate reads its biomarker heads), ``bandpower:LO-HI,energy=W`` (plus ``W`` times
+the delivered TEED per second, mA²·Hz·ms: protocols reaching the goal with less charge win). With the
 foundation model the measured cost of a trial is the (whitened) squared distance between the encoder
 latents of the response and the target latent; without a checkpoint ``healthy`` falls back to the
 simulators' band-power distance to the healthy twin and ``bandpower`` to the simulators' band power.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -28,7 +31,7 @@ import torch
 from bfm_stim._logging import get_logger
 from bfm_stim.exceptions import ConfigError, ModelError, ValidationError
 from bfm_stim.files import check_readable, load_npy, read_toml
-from bfm_stim.objectives import BandPowerObjective as ForecastBandPower, LatentTarget
+from bfm_stim.objectives import BandPowerObjective as ForecastBandPower, EnergyPenalized, LatentTarget
 from bfm_stim.optim import Outcome, SurrogateCost, make, registry, settings_from_dict
 from bfm_stim.space import Stimulus, StimulusSpace
 from simulators.oracle import SETTLE_S  # s discarded after onset before scoring (0: the stimulation window)
@@ -122,13 +125,32 @@ def make_target(spec: str, patient: Any, surrogate: Any | None, *, ckpt_tag: str
 
     kind, _, arg = spec.partition(":")
     if kind == "bandpower" or spec.startswith("bandpower"):
+        band_s, _, opt = arg.partition(",")
         try:
-            lo, hi = (float(v) for v in arg.split("-"))
+            lo, hi = (float(v) for v in band_s.split("-"))
+            w = 0.0
+            if opt:
+                key, _, val = opt.partition("=")
+                if key.strip() != "energy":
+                    raise ValueError(opt)
+                w = float(val)
         except ValueError:
-            raise ValidationError("target", spec, "bandpower:LO-HI in Hz, e.g. bandpower:13-30") from None
-        meas = simulators.BandPowerObjective(band=(lo, hi)) if patient is not None else None
-        fc = ForecastBandPower((lo, hi), surrogate.fs) if surrogate is not None else None
-        return Target(spec, meas, fc, f"minimize log band power {lo:g}-{hi:g} Hz")
+            raise ValidationError("target", spec, "bandpower:LO-HI[,energy=W] in Hz (W: cost per mA²·Hz·ms of "
+                                  "delivered energy per second), e.g. bandpower:13-30 or bandpower:13-30,energy=0.005") from None
+        if not (w >= 0 and math.isfinite(w)):
+            raise ValidationError("energy weight", w, "a finite number >= 0 (cost per mA²·Hz·ms)")
+        meas = simulators.BandPowerObjective(band=(lo, hi), energy_weight=w) if patient is not None else None
+        fc = None
+        if surrogate is not None:
+            # the channels the measured objective averages (the DBS lead's), natural log as it: the same
+            # quantity on both sides, so an energy weight means the same trade-off on both
+            types = list(getattr(patient, "channel_types", []) or [])
+            chans = tuple(i for i, t in enumerate(types) if t == "dbs") or None
+            fc = ForecastBandPower((lo, hi), surrogate.fs, channels=chans, log_base=math.e)
+            if w > 0:
+                fc = EnergyPenalized(fc, w)
+        desc = f"minimize log band power {lo:g}-{hi:g} Hz" + (f" + {w:g} x TEED (mA²·Hz·ms)" if w else "")
+        return Target(spec, meas, fc, desc)
     if kind == "healthy":
         if surrogate is None:
             return Target(spec, simulators.HealthyReferenceObjective(), None,

@@ -57,6 +57,9 @@ class TrainConfig:
         threads: torch intra-op threads (0: leave torch's default).
         shards_in_memory: corpus shards mixed at a time per rank.
         max_channels: random channel subset per training window (0: all channels).
+        train_only: names of the model's submodules to train (e.g. ``["biomarker"]``); every other
+            weight is frozen and runs in eval mode (no dropout). With ``--init-from`` a checkpoint
+            without these modules (a trunk trained before they existed) is accepted: they start fresh.
     """
 
     steps: int = 200
@@ -71,8 +74,12 @@ class TrainConfig:
     threads: int = 0
     shards_in_memory: int = 2
     max_channels: int = 0
+    train_only: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "train_only", tuple(self.train_only))
+        if not all(isinstance(n, str) and n for n in self.train_only):
+            raise ValidationError("train.train_only", list(self.train_only), "a list of submodule names, e.g. ['biomarker']")
         for name in ("steps", "batch_size", "ctx_patches", "checkpoint_every", "shards_in_memory"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
@@ -160,6 +167,43 @@ def weights_digest(model: torch.nn.Module) -> str:
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def _trainable(model: torch.nn.Module, only: tuple[str, ...]) -> list[torch.nn.Parameter]:
+    """The parameters to optimise: all, or those of the named submodules (the rest frozen)."""
+    if not only:
+        return list(model.parameters())
+    names = dict(model.named_children())
+    missing = [n for n in only if names.get(n) is None]
+    if missing:
+        raise ConfigError(f"train.train_only names {missing}, which this model does not have; "
+                          f"its submodules: {sorted(k for k, v in names.items() if v is not None)}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    out = [p for n in only for p in names[n].parameters()]
+    for p in out:
+        p.requires_grad_(True)
+    return out
+
+
+def _init_partial(model: torch.nn.Module, path: str | Path, only: tuple[str, ...], dev: torch.device) -> dict[str, Any]:
+    """Load ``path``'s weights into ``model``, which may add the submodules ``only`` (trained fresh).
+
+    The source's model config must equal ``model``'s except for the settings of those submodules.
+
+    Raises:
+        ConfigError: the configs differ elsewhere, or the checkpoint has weights the model lacks.
+    """
+    src_model, info = load_checkpoint(path, map_location=dev)
+    a, b = src_model.config.to_dict(), model.config.to_dict()
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not any(k.startswith(n) for n in only))
+    if diff:
+        raise ConfigError(f"--init-from {path}: model config differs in {diff} (only the settings of {list(only)} may)")
+    res = model.load_state_dict(src_model.state_dict(), strict=False)
+    bad = [k for k in res.missing_keys if not any(k.startswith(n + ".") for n in only)]
+    if bad or res.unexpected_keys:
+        raise ConfigError(f"--init-from {path}: weights missing {bad[:5]} / unexpected {list(res.unexpected_keys)[:5]}")
+    return info
 
 
 def _lr(step: int, t: TrainConfig, time_frac: float = 0.0) -> float:
@@ -276,7 +320,8 @@ def main(config_path: str | Path | PretrainConfig, out_dir: str | Path, *, resum
 
     torch.manual_seed(t.seed)
     model = BrainFoundationModel(cfg.model).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    trainable = _trainable(model, t.train_only)
+    opt = torch.optim.AdamW(trainable, lr=t.lr, weight_decay=t.weight_decay)
     ckpt_path = out / "checkpoints" / "last.pt"
     start = 0
     init_info: dict[str, Any] | None = None  # where a continued pretraining run started (--init-from)
@@ -290,7 +335,12 @@ def main(config_path: str | Path | PretrainConfig, out_dir: str | Path, *, resum
         if rec:  # the run's own settings (its --lr, --steps, --batch-size), unless given again now
             t = _build(TrainConfig, {**rec, **over}, "train")
         log.info("resumed from %s at step %d", ckpt_path, start)
-    if init_from is not None:
+    if init_from is not None and t.train_only:
+        src = _init_partial(model, init_from, t.train_only, dev)
+        init_info = {"path": str(init_from), "step": int(src["step"]), "digest": weights_digest(model),
+                     "command": src["extra"].get("command"), "train_only": list(t.train_only)}
+        log.info("initialised from %s (its step %d); training only %s", init_from, init_info["step"], list(t.train_only))
+    elif init_from is not None:
         _, src = load_checkpoint(init_from, model=model, map_location=dev)  # config mismatch: CheckpointError
         init_info = {"path": str(init_from), "step": int(src["step"]), "digest": weights_digest(model),
                      "command": src["extra"].get("command")}
@@ -325,7 +375,7 @@ def main(config_path: str | Path | PretrainConfig, out_dir: str | Path, *, resum
         command = prior_command
     extra = {"pretrain_config": {**cfg.to_dict(), "train": asdict(t)}, "world": world, "minutes": minutes,
              "device": str(dev), "command": command, "init_from": init_info}  # the train section as run (command-line overrides applied)
-    model.train()
+    model.train(not t.train_only)  # a frozen trunk runs as at inference (no dropout)
     budget = None if minutes is None else 60.0 * float(minutes)
     done = start
     try:

@@ -45,6 +45,8 @@ def calibrate_on_cohort(model: Any, *, n_patients: int = 4, offset: int = 5000, 
     scales: dict[str, list[float]] = {"signal_scale": [], "latent_scale": []}
     if cfg.response_hidden:
         scales["response_scale"] = []
+    if cfg.biomarker_hidden:
+        scales["biomarker_scale"] = []
     cc = CorpusConfig(source="simulators", n_patients=n_patients, rest_s=rest_s, n_trials=int(probe_s // 4), seed=offset)
     seeds = simulators.cohort("pretrain", n_patients, offset=offset)
     for i, s in enumerate(_series_for(cc, seeds, fams, cfg.fs)):
@@ -95,7 +97,13 @@ def _card(info: dict[str, Any], cal: dict[str, float], bench: dict[str, Any] | N
              "rate plus onset step and transients, low rank in time x space, spatial pattern from each channel's "
              "offset to the contact) + the per-patient linear forecaster of ongoing activity "
              f"({info['model_config'].get('ar_lags', 0)} lags, closed form from the patient's stimulation-off data, "
-             "refitted for every new patient). Model config: `" + json.dumps(info["model_config"]) + "`", "",
+             "refitted for every new patient)."
+             + (f" Biomarker heads ({len(info['model_config'].get('biomarker_bands') or [])} bands: "
+                + ", ".join(f"{lo:g}-{hi:g} Hz" for lo, hi in info["model_config"].get("biomarker_bands") or [])
+                + ") predict the log band power of the response window per channel, which band-power objectives "
+                "read (`bfm_stim/model/biomarker.py`)."
+                if info["model_config"].get("biomarker_hidden") else "")
+             + " Model config: `" + json.dumps(info["model_config"]) + "`", "",
              "## Exact command", "", "```", *_commands(info["extra"]),
              "python -m loops.ship runs/pretrain-small --bench bench/surrogate.json", "```", "",
              f"Device: {info['extra'].get('device', 'cpu')}; training {info['extra'].get('train_seconds', float('nan')):.0f} s. "

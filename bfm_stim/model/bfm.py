@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from bfm_stim.exceptions import ModelError
+from bfm_stim.model.biomarker import BiomarkerHead, log_band_power
 from bfm_stim.model.config import ModelConfig
 from bfm_stim.model.layers import ChannelEmbedding, LatentDynamics, ReadIn, ReadOut, StimulusEncoder
 from bfm_stim.model.response import ResponseHead
@@ -70,6 +71,13 @@ class BrainFoundationModel(nn.Module):
                             if cfg.n_harmonics else None)
         self.response = (ResponseHead(cfg.d_latent, d_code, cfg.d_patient, cfg.response_hidden)
                          if cfg.response_hidden else None)
+        if cfg.biomarker_hidden:
+            ix = {n: i for i, n in enumerate(cfg.stim_feature_names)}
+            self.biomarker = BiomarkerHead(cfg.d_latent, d_code, cfg.d_patient, cfg.d_channel,
+                                           len(cfg.biomarker_bands), cfg.biomarker_hidden,
+                                           [ix["contact_x"], ix["contact_y"], ix["contact_z"]], ix["electrical"])
+        else:
+            self.biomarker = None
 
     # ------------------------------------------------------------------ helpers
     def get_offset(self) -> int:
@@ -247,6 +255,35 @@ class BrainFoundationModel(nn.Module):
         e = e.expand(n, -1)[None].expand(k, -1, -1).reshape(k * n, -1)
         z0 = z0.reshape(-1, d).expand(n, -1)[None].expand(k, -1, -1).reshape(k * n, d)
         return self.response(zk.reshape(k * n, h, d), code, e, z0).view(k, n, h, d)
+
+    def context_power(self, xn: Tensor) -> Tensor:
+        """log10 band powers (…, C, NB) of the last horizon-length of a normalised context (…, C, T):
+        the biomarker heads' reference (their prediction is a change from it)."""
+        n = min(xn.shape[-1], self.config.horizon_patches * self.config.patch_len)
+        return log_band_power(xn[..., -n:], self.config.fs, self.config.biomarker_bands)
+
+    def biomarkers(self, zk: Tensor, stim: Tensor, patient: Tensor, z0: Tensor, chan_emb: Tensor,
+                   positions: Tensor, ctx_power: Tensor) -> tuple[Tensor, Tensor]:
+        """Predicted log10 band power of the response window (:class:`~bfm_stim.model.biomarker.BiomarkerHead`).
+
+        Args:
+            zk: (K, N, H, d_latent) rolled-out latents of every dynamics head (:meth:`rollout`).
+            stim: (N, H, F) stimulus features of the horizon.
+            patient: (N or 1,) ids or (N or 1, d_patient); z0: (N or 1, d_latent) last context latent.
+            chan_emb: (N or 1, C, d_channel); positions: (N or 1, C, 3) m.
+            ctx_power: (N or 1, C, NB) :meth:`context_power` of the normalised context.
+
+        Returns: mean and log-variance (K, N, C, NB), in log10 of the power of the response normalised
+        by the context's per-channel statistics (add ``2 log10(std)`` for µV²/Hz).
+        """
+        if self.biomarker is None:
+            raise ModelError("this model has no biomarker heads (config.biomarker_hidden = 0)")
+        n, h = stim.shape[:2]
+        held = h > 1 and stim.stride(1) == 0
+        code = self.stim_enc.code(stim[:, :1] if held else stim).mean(1)  # (N, d_code)
+        sel = stim[:, 0] if held else stim.mean(1)
+        e = self.patient_embedding(patient)
+        return self.biomarker(zk.mean(2), code, e, z0, chan_emb, positions, ctx_power, sel)
 
     def n_parameters(self) -> int:
         """Number of trainable parameters."""

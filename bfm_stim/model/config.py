@@ -50,6 +50,11 @@ class ModelConfig:
         response_hidden: Hidden width of the response head, which predicts the encoder latents a
             recorded response will have (what latent objectives measure; 0: no head, latent
             objectives then read the rolled-out latents).
+        biomarker_hidden: Hidden width of the biomarker heads, which predict the log band power of
+            the response window per channel (:mod:`bfm_stim.model.biomarker`; 0: no heads,
+            band-power objectives then read the power of the signal forecast).
+        biomarker_bands: (low, high) Hz of each band the heads predict (default, with heads:
+            :data:`bfm_stim.model.biomarker.DEFAULT_BANDS`).
     """
 
     fs: float = 250.0
@@ -75,13 +80,15 @@ class ModelConfig:
     n_harmonics: int = 0
     stim_rank: int = 8
     response_hidden: int = 0
+    biomarker_hidden: int = 0
+    biomarker_bands: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("patch_len", "n_stim_features", "d_model", "d_latent", "d_channel", "n_virtual",
                      "d_patient", "n_layers", "n_heads", "n_fourier", "dyn_hidden", "n_ensemble",
                      "max_patches", "horizon_patches"):
             _positive_int(name, getattr(self, name))
-        for name in ("n_train_patients", "ar_lags", "n_harmonics", "response_hidden"):
+        for name in ("n_train_patients", "ar_lags", "n_harmonics", "response_hidden", "biomarker_hidden"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValidationError(name, v, "an integer >= 0")
@@ -104,6 +111,16 @@ class ModelConfig:
         for name in ("d_model", "d_channel"):
             if getattr(self, name) % self.n_heads:
                 raise ValidationError(name, getattr(self, name), f"a multiple of n_heads={self.n_heads}")
+        bands = tuple((float(lo), float(hi)) for lo, hi in self.biomarker_bands)
+        if self.biomarker_hidden and not bands:
+            from bfm_stim.model.biomarker import DEFAULT_BANDS
+            bands = DEFAULT_BANDS
+        for lo, hi in bands:
+            if not 0 <= lo < hi <= self.fs / 2:
+                raise ValidationError("biomarker_bands", (lo, hi), f"0 <= low < high <= Nyquist ({self.fs / 2} Hz)")
+        object.__setattr__(self, "biomarker_bands", bands)
+        if self.biomarker_hidden and not {"contact_x", "contact_y", "contact_z", "electrical"} <= set(self.stim_feature_names or ()):
+            raise ConfigError("biomarker_hidden > 0 needs stim_feature_names with electrical and contact_x/y/z")
         names = tuple(self.stim_feature_names)
         object.__setattr__(self, "stim_feature_names", names)
         if names and len(names) != self.n_stim_features:
@@ -118,6 +135,7 @@ class ModelConfig:
         """Plain JSON-able dict of the fields."""
         d = asdict(self)
         d["stim_feature_names"] = list(self.stim_feature_names)
+        d["biomarker_bands"] = [list(b) for b in self.biomarker_bands]
         return d
 
     @classmethod
@@ -130,4 +148,6 @@ class ModelConfig:
         kw = dict(d)
         if "stim_feature_names" in kw:
             kw["stim_feature_names"] = tuple(kw["stim_feature_names"])
+        if "biomarker_bands" in kw:
+            kw["biomarker_bands"] = tuple(tuple(b) for b in kw["biomarker_bands"])
         return cls(**kw)

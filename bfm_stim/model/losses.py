@@ -14,6 +14,7 @@ from torch import Tensor
 
 from bfm_stim.exceptions import ConfigError, ValidationError
 from bfm_stim.model.bfm import BrainFoundationModel
+from bfm_stim.model.biomarker import log_band_power
 from bfm_stim.model.data import Batch
 from bfm_stim.model.response import response_targets
 
@@ -31,6 +32,9 @@ class LossConfig:
         latent_weight: rolled-out latents match the encoder's latents of the true future.
         response_weight: the response head (models with one) matches the latents that
             ``Surrogate.latents`` reads from the true future alone (what latent objectives measure).
+        biomarker_weight: the biomarker heads (models with them) match the log band power of the true
+            future per channel and band (squared error plus ``nll_weight`` times the Gaussian NLL of
+            their predicted log-variance).
         masked: masked modelling with ``time_mask_ratio`` patches and ``channel_mask_ratio`` channels hidden.
         contrastive: supervised-contrastive alignment of window latents across patients.
         temperature: InfoNCE temperature.
@@ -45,6 +49,7 @@ class LossConfig:
     nll_weight: float = 0.1
     latent_weight: float = 0.5
     response_weight: float = 0.5
+    biomarker_weight: float = 0.5
     masked: bool = True
     masked_weight: float = 0.5
     time_mask_ratio: float = 0.15
@@ -138,7 +143,7 @@ def compute_losses(model: BrainFoundationModel, batch: Batch, cfg: LossConfig, *
         patient_override: (d_patient,) embedding used for every window (adaptation to one patient).
 
     Returns: dict of scalar losses (``masked``, ``forecast``, ``spectral``, ``nll``, ``latent``,
-    ``response``, ``contrastive``, ``embed`` as enabled) and ``total``.
+    ``response``, ``biomarker``, ``contrastive``, ``embed`` as enabled) and ``total``.
     """
     m = model
     mc = m.config
@@ -224,6 +229,15 @@ def compute_losses(model: BrainFoundationModel, batch: Batch, cfg: LossConfig, *
                                      chan_emb=chan_emb.detach())
             r = m.response_latents(zr, batch.stim[:, ctx:], e, z[:, ctx - 1])
             resp = ((r - tgt_r[None]) ** 2).mean((2, 3))
+        bio = None
+        if m.biomarker is not None and cfg.biomarker_weight > 0:
+            with torch.no_grad():
+                lab = log_band_power(x[..., ctx * L:], mc.fs, mc.biomarker_bands)  # (B, C, NB)
+            ctx_pow = m.context_power(x[..., : ctx * L])
+            mu_b, lv_b = m.biomarkers(zr, batch.stim[:, ctx:], e, z[:, ctx - 1], chan_emb, batch.positions, ctx_pow)
+            vb = valid[None, :, :, None].to(x.dtype)
+            err_b = (mu_b - lab[None]) ** 2 + cfg.nll_weight * 0.5 * (lv_b + (lab[None] - mu_b.detach()) ** 2 * torch.exp(-lv_b))
+            bio = (err_b * vb).sum((2, 3)) / (vb.sum((2, 3)) * lab.shape[-1]).clamp_min(1.0)  # (K, B)
         wsum = keep.sum().clamp_min(1.0)
         out["forecast"] = ((mse + 0.5 * err1) * keep).sum() / wsum
         out["spectral"] = (spec * keep).sum() / wsum
@@ -234,6 +248,9 @@ def compute_losses(model: BrainFoundationModel, batch: Batch, cfg: LossConfig, *
         if resp is not None:
             out["response"] = (resp * keep).sum() / wsum
             total = total + cfg.forecast_weight * cfg.response_weight * out["response"]
+        if bio is not None:
+            out["biomarker"] = (bio * keep).sum() / wsum
+            total = total + cfg.forecast_weight * cfg.biomarker_weight * out["biomarker"]
 
     if cfg.contrastive:
         labels = batch.group * 3 + _stim_kind(batch.stim, mc.stim_feature_names)

@@ -89,7 +89,10 @@ class SurrogateCost:
         self.context = torch.as_tensor(np.asarray(context), dtype=torch.float32)
         surrogate._context(self.context)  # validates shape and length now, not at the first predict
         self.objective = objective
-        self.signal = (not isinstance(objective, LatentTarget)) if signal is None else bool(signal)
+        if signal is None:
+            needs = getattr(objective, "needs_signal", None)
+            signal = needs(surrogate) if callable(needs) else not isinstance(objective, LatentTarget)
+        self.signal = bool(signal)
         self.n_samples = n_samples
         self._gen = torch.Generator().manual_seed(seed)
         self._eps: dict[str, Tensor] = {}
@@ -111,7 +114,7 @@ class SurrogateCost:
         return (id(sur.model), [p._version for p in self._params[1]], id(sur.patient), sur.patient._version,
                 id(sur.forecaster), sur.horizon)
 
-    def _encoding(self) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    def _encoding(self) -> Any:
         """``(z0, mean, std, base)`` of the context: what ``Surrogate.predict`` recomputes on every call.
 
         The context, the weights (frozen) and the patient are fixed, so the transformer encoding of
@@ -122,8 +125,8 @@ class SurrogateCost:
         key = self._encoding_key()
         if self._enc is None or self._enc[0] != key:
             with torch.no_grad():
-                z0, mean, std, base = self.surrogate.prepare(self.context, signal=self.signal)
-            self._enc = (key, (z0.detach(), mean, std, base))
+                prep = self.surrogate.prepare(self.context, signal=self.signal)
+            self._enc = (key, prep._replace(z0=prep.z0.detach()))
         return self._enc[1]
 
     def forecast(self, features: Tensor) -> Any:
@@ -162,7 +165,14 @@ class SurrogateCost:
         if self.signal:
             sig = fc.signal[None] + self._noise("s", tuple(fc.signal.shape[1:])) * fc.signal_std[None]
             sig = sig.reshape(k * n, *fc.signal.shape[1:])
-        draws = self.objective(Forecast(z, fc.z_std.repeat(k, 1, 1), sig, sig_std, fc.fs, r, r_std)).reshape(k, n)
+        b = b_std = None
+        if fc.biomarker is not None:  # band-power objectives read the biomarker heads: draw those too
+            b = fc.biomarker[None] + self._noise("b", tuple(fc.biomarker.shape[1:])) * fc.biomarker_std[None]
+            b = b.reshape(k * n, *fc.biomarker.shape[1:])
+            b_std = fc.biomarker_std.repeat(k, 1, 1)
+        feats = fc.features.repeat(k, 1, 1) if fc.features is not None else None
+        draws = self.objective(Forecast(z, fc.z_std.repeat(k, 1, 1), sig, sig_std, fc.fs, r, r_std, b, b_std,
+                                        fc.bands, feats)).reshape(k, n)
         return mean.to(F.dtype), draws.std(0).to(F.dtype)
 
     def predict_mean(self, features: Tensor) -> Tensor:

@@ -20,6 +20,7 @@ Layout of a config file (every table optional except ``[[optimizers]]``)::
     [objective]
     kind = "latent"            # latent (BFM encoder vs the healthy twin) | healthy_reference | bandpower
     band_hz = [13.0, 30.0]     # bandpower only
+    energy_weight = 0.0        # bandpower only: + weight x TEED (mA²·Hz·ms per s), less charge wins
     checkpoint = ""            # "" = the shipped checkpoint
 
     [oracle]
@@ -141,10 +142,16 @@ class ObjectiveConfig:
     kind: str = "latent"
     band_hz: tuple[float, float] = (13.0, 30.0)
     checkpoint: str = ""
+    energy_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in OBJECTIVES:
             raise ValidationError("objective.kind", self.kind, f"one of {list(OBJECTIVES)}")
+        w = self.energy_weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < float("inf"):
+            raise ValidationError("objective.energy_weight", w, "a finite number >= 0 (cost per mA²·Hz·ms of TEED)")
+        if w and self.kind != "bandpower":
+            raise ValidationError("objective.energy_weight", w, "0 unless objective.kind = 'bandpower'")
         band = tuple(float(v) for v in self.band_hz)
         if len(band) != 2 or not (0 < band[0] < band[1]):
             raise ValidationError("objective.band_hz", self.band_hz, "[low, high] Hz with 0 < low < high")
@@ -296,7 +303,7 @@ def config_from_dict(d: Mapping[str, Any]) -> BenchmarkConfig:
         pats.append(PatientEntry(cls=p.get("class", ""), tabular=p.get("tabular", ""),
                                  seeds=tuple(p.get("seeds", (0,))), settings=dict(p.get("settings", {}))))
     o = _table(d, "objective")
-    _only("objective", o, {"kind", "band_hz", "checkpoint"})
+    _only("objective", o, {"kind", "band_hz", "checkpoint", "energy_weight"})
     orc = _table(d, "oracle")
     _only("oracle", orc, {"repeats", "trial_costs", "grid"})
     ex = _table(d, "executor")

@@ -113,8 +113,18 @@ class SimulatedPatient:
             self.objective = simulators.HealthyReferenceObjective()
             self.description = "band-power distance to the healthy twin (simulators.HealthyReferenceObjective)"
         else:
-            self.objective = simulators.BandPowerObjective(band=objective.band_hz)
-            self.description = f"log band power {objective.band_hz[0]:g}-{objective.band_hz[1]:g} Hz"
+            lo, hi = objective.band_hz
+            spec = f"bandpower:{lo:g}-{hi:g}" + (f",energy={objective.energy_weight:g}" if objective.energy_weight else "")
+            ckpt = checkpoint_path(objective.checkpoint or None)
+            sur = rest = None
+            if ckpt is not None and ckpt.is_file():  # the surrogate optimizers get the BFM's biomarker heads
+                sur, rest = patient_surrogate(self.patient, ckpt)
+            tgt = make_target(spec, self.patient, sur)
+            self.objective = tgt.measured
+            if sur is not None:
+                self._surrogate, self._forecast = sur, tgt.forecast
+                self._context = rest[:, -sur.cfg.max_patches * sur.cfg.patch_len:]
+            self.description = tgt.description
         self._optimum: Stimulus | None = None
 
     def stimulus_space(self) -> StimulusSpace:

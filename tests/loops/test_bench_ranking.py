@@ -1,4 +1,4 @@
-"""Smoke test of the surrogate-ranking benchmark (quick: 2 patients x 12 stimuli x 2 repeats)."""
+"""Smoke test of the surrogate-ranking benchmark (quick: 2 patients x 12 random stimuli x 2 repeats + sweeps)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from loops.bench_ranking import FAMILIES, run_ranking_bench
+from loops.bench_ranking import FAMILIES, OBJECTIVES, SLICES, run_ranking_bench
 
 
 @pytest.mark.slow
@@ -16,11 +16,20 @@ def test_quick_ranking_bench_structure():
     assert r["quick"] and r["n_patients"] == 2 and r["n_stimuli"] == 12
     assert {x["family"] for x in r["patients"]} == set(FAMILIES)
     for row in r["patients"]:
-        for k in ("spearman_response_head", "spearman_rollout_latents"):
-            assert -1.0 <= row[k] <= 1.0, (k, row[k])
-        assert 0.0 <= row["top3_best_percentile"] <= row["top1_percentile"] < 1.0
-        assert 0 <= row["top3_side_effects"] <= 3
-        assert row["true_cost_min"] <= row["true_cost_median"] and math.isfinite(row["true_cost_off"])
-        assert row["top1"]["kind"] == "electrical"
-    s = r["summary"]["all"]["spearman_response_head"]
-    assert s["n"] == 2 and s["iqr"][0] <= s["median"] <= s["iqr"][1]
+        assert row["n_stimuli"]["random"] == 12 and row["n_stimuli"]["frequency"] == 6
+        for obj in OBJECTIVES:
+            for sl in SLICES:
+                cell = row[f"{obj}/{sl}"]
+                for k in ("spearman", "spearman_ablation"):
+                    assert math.isnan(cell[k]) or -1.0 <= cell[k] <= 1.0, (obj, sl, k, cell[k])
+            top = row[f"{obj}/random"]
+            assert 0.0 <= top["top3_best_percentile"] <= top["top1_percentile"] < 1.0
+            assert 0 <= top["top3_side_effects"] <= 3
+            assert top["oracle_min"] <= top["oracle_median"] and top["top1"]["kind"] == "electrical"
+    for f in FAMILIES:
+        s = r["summary"][f]["latent/random"]["spearman"]
+        assert s["n"] == 1 and s["iqr"][0] <= s["median"] <= s["iqr"][1]
+    t = r["targets"]
+    assert set(t) >= {"spearman_beta_bandpower_bg_beta", "spearman_latent_bg_beta", "spearman_latent_cortex"}
+    for v in (t["spearman_beta_bandpower_bg_beta"], t["spearman_latent_cortex"]):
+        assert v["met"] == (v["measured"] >= 0.85 if "0.85" in v["target"] else v["measured"] >= 0.8)

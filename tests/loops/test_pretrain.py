@@ -134,3 +134,30 @@ def test_prefetch_thread_stops_when_the_stream_closes():
     assert next(stream) == 1
     with pytest.raises(OSError, match="shard unreadable"):
         next(stream)
+
+
+def test_train_only_adds_biomarker_heads_to_a_frozen_trunk(tmp_path):
+    """A trunk trained without heads, then heads trained on it: every trunk weight stays bit-identical,
+    the heads learn (their last layer leaves its zero init), the model card commands name both stages."""
+    from dataclasses import replace
+
+    src_run = tmp_path / "trunk"
+    main(TINY, src_run, steps=2, progress=False)
+    trunk, _ = load_checkpoint(src_run / "model.pt")
+    cfg = load_config(TINY)
+    heads = replace(cfg, model=replace(cfg.model, biomarker_hidden=16),
+                    train=replace(cfg.train, train_only=("biomarker",)))
+    main(heads, tmp_path / "heads", steps=3, init_from=src_run / "model.pt", progress=False)
+    m, info = load_checkpoint(tmp_path / "heads" / "model.pt")
+    got = m.state_dict()
+    for k, v in trunk.state_dict().items():
+        assert torch.equal(got[k], v), k
+    assert m.biomarker is not None and m.biomarker.out[-1].weight.abs().sum() > 0
+    assert info["extra"]["init_from"]["train_only"] == ["biomarker"]
+    # a config that differs elsewhere than the heads is refused, naming the difference
+    other = replace(heads, model=replace(heads.model, d_latent=24))
+    with pytest.raises(ConfigError, match="d_latent"):
+        main(other, tmp_path / "bad", steps=1, init_from=src_run / "model.pt", progress=False)
+    with pytest.raises(ConfigError, match="train_only"):
+        main(replace(cfg, train=replace(cfg.train, train_only=("biomarker",))), tmp_path / "bad2", steps=1,
+             progress=False)
