@@ -6,11 +6,14 @@ One iteration (an ``ask`` once ``n_init`` observations exist):
    ``-cost`` (BoTorch maximizes), refitted only when observations changed, warm-started from the
    last hyperparameters. With a ``prior_mean`` hook the GP models the residual
    ``prior_mean(x) - cost`` and the acquisition adds ``-prior_mean(x)`` back (surrogate-guided BO).
-2. With ``constraint_aware=True`` and at least one side effect observed (severity >=
-   ``side_effect_threshold``), a second GP on the side-effect severity (trials where it was assessed;
+2. With ``constraint_aware=True`` and at least one nonzero severity observed (a side effect or a
+   sub-threshold reading: the side effect's onset is informative before it crosses
+   ``side_effect_threshold``, as for Optuna's GP sampler, which models the constraint value from its
+   first model-based trial), a second GP on the side-effect severity (trials where it was assessed;
    in threshold units, zero prior mean: unexplored stimuli are presumed free of side effects, with
    the prior's uncertainty) makes the acquisition feasibility-weighted: qLogNEI with
-   ``constraints=[severity / threshold - 1]``.
+   ``constraints=[severity / threshold - 1]``. While every assessed severity is 0 there is nothing
+   to model (a family without side effects runs as plain BO).
    With a prior mean the cost GP's residual uses ``b · prior_mean`` (``prior_trust``).
 3. qLogNoisyExpectedImprovement, optimized over the *known safe set*: the acquisition is composed
    with :class:`~bfm_stim.optim.safe_set.SafeBoxMap` and optimized over its box, so candidates are
@@ -65,7 +68,8 @@ class BOSettings(OptimizerSettings):
         raw_samples: Raw (Sobol) samples per contact to pick the restarts from.
         mc_samples: QMC samples of qLogNEI.
         maxiter: L-BFGS-B iterations per restart.
-        constraint_aware: Model the side-effect severity and weight the acquisition by feasibility.
+        constraint_aware: Model the side-effect severity (from the first nonzero reading, below the
+            threshold included) and weight the acquisition by feasibility.
         side_effect_threshold: A trial is infeasible when its severity >= this (``True`` = 1.0); the
             side-effect GP models severity in these units.
         warm_start: Start each GP fit from the previous hyperparameters.
@@ -78,10 +82,11 @@ class BOSettings(OptimizerSettings):
             clipped to [0, 10]. A surrogate that ranks well on the wrong scale is rescaled; one that
             ranks against the data fades out (b → 0, plain BO); trials the prior cannot tell apart
             leave b at 1. ``inf`` keeps b = 1.
-        safe_probability: Safe-set rule on top of the feasibility-weighted acquisition: once a side
-            effect has been seen, candidates whose posterior probability of staying below the
-            threshold is under this value are penalised by a steep log barrier (50 per unit of
-            log probability below it; a penalty, not a hard exclusion; 0 disables the rule). With
+        safe_probability: Safe-set rule on top of the feasibility-weighted acquisition: once the
+            side-effect GP is on (a nonzero severity has been seen), candidates whose posterior
+            probability of staying below the threshold is under this value are penalised by a steep
+            log barrier (50 per unit of log probability below it; a penalty, not a hard exclusion;
+            0 disables the rule). With
             the default product kernel the side-effect GP's prior sd is 1 threshold unit, so far
             from any observation P = Φ(1) ≈ 0.84: values at or above that penalise all
             unexplored space and are refused.
@@ -269,7 +274,7 @@ class BayesOpt(Optimizer):
         model, constraints = cost_model, None
         thr = self.settings.side_effect_threshold
         sev = [(i, o.severity) for i, (_, o, _) in enumerate(self._obs) if o.severity is not None]
-        if self.settings.constraint_aware and any(v >= thr for _, v in sev):
+        if self.settings.constraint_aware and any(v > 0 for _, v in sev):  # sub-threshold readings count
             idx = torch.tensor([i for i, _ in sev])
             se_y = torch.tensor([[v / thr] for _, v in sev], dtype=torch.float64)  # threshold units
             se_model = _gp.build_gp(X[idx], se_y, cat, self.settings.kernel, zero_mean=True)
