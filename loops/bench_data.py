@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from bfm_stim.model.data import PatientSeries, patch_stimulus
+from bfm_stim.model.evaluate import forecast_r2, r2  # noqa: F401  (re-exported: the benchmarks import them from here)
 from bfm_stim.space import Stimulus, features_of
 from loops.pretrain_corpus import FEATURES_OFF, resample_to
 
@@ -201,18 +202,6 @@ def state_oracle(p: Any, stims: list[Stimulus], trials: list[int], duration_s: f
         x = resample_to(x.reshape(-1, x.shape[-1]), float(p.fs), fs).reshape(m, k, c, -1)
         out.append(x.mean(1))
     return out[0], out[1]
-
-
-def r2(y: np.ndarray, yhat: np.ndarray, axis_mean: tuple[int, ...] = (0,)) -> float:
-    """1 - SSE / SST, with SST about the mean over ``axis_mean`` (per remaining index)."""
-    y, yhat = np.asarray(y, np.float64), np.asarray(yhat, np.float64)
-    sst = ((y - y.mean(axis=axis_mean, keepdims=True)) ** 2).sum()
-    return float(1.0 - ((y - yhat) ** 2).sum() / max(sst, 1e-12))
-
-
-def forecast_r2(fut_n: np.ndarray, pred_n: np.ndarray, lead: int) -> float:
-    """R² at ``lead`` samples after the context over windows and channels: (M, C, T) normalised arrays."""
-    return r2(fut_n[..., lead - 1], pred_n[..., lead - 1], (0,))
 
 
 class ArxModel:

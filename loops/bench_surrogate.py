@@ -36,6 +36,8 @@ from bfm_stim.exceptions import ValidationError
 from bfm_stim.model.adapt import adapt, infer_embedding
 from bfm_stim.model.bfm import BrainFoundationModel
 from bfm_stim.model.checkpoint import load_checkpoint
+from bfm_stim.model.evaluate import bfm_predict  # noqa: F401  (re-exported: notes and tests import it from here)
+from bfm_stim.model.evaluate import normalised as _norm
 from bfm_stim.surrogate import Surrogate, default_checkpoint
 from loops.bench_adapt_tuning import unpack_setting
 from loops.bench_data import TEST_KINDS, ArxModel, EvalPatient, forecast_r2, make_eval_patient, r2
@@ -154,40 +156,6 @@ QUICK = BenchConfig(n_patients=2, amounts_s=(0.0, 10.0), rest_s=8.0, cal_s=8.0, 
                     steps_full=1, steps_scratch=1, scratch_lrs=(1e-3,), batch_size=4, n_candidates=64,
                     n_cal_windows=8, hidden_s=6.0, oracle_branches=2,
                     per_amount=((10.0, (("scratch", 2, 1e-3), ("pretrained_embedding", 1, 3e-3, 100.0))),))
-
-
-@torch.no_grad()
-def bfm_predict(model: BrainFoundationModel, emb: torch.Tensor, pos: np.ndarray, ctx: torch.Tensor,
-                stim: torch.Tensor, forecaster: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-    """Batched forecast: normalised ensemble-mean prediction (M, C, Th), its std (M, C, Th) and context latents.
-
-    ``forecaster`` (C, lags, >= Th) is the patient's linear forecaster (needed when the model has one).
-    """
-    model.eval()
-    m, _, tc = ctx.shape
-    cfg = model.config
-    mean, std = ctx.mean(-1, keepdim=True), ctx.std(-1, keepdim=True).clamp_min(1e-3)
-    p = tc // cfg.patch_len
-    e = emb.reshape(1, -1).expand(m, -1)
-    posb = torch.as_tensor(pos, dtype=torch.float32)[None].expand(m, -1, -1)
-    off = torch.as_tensor(FEATURES_OFF)[None, None].expand(m, p, -1)
-    z = model.encode((ctx - mean) / std, posb, off, e)
-    zr = model.rollout(z[:, -1], stim, e).mean(0)
-    ce = model.chan_embed(posb[:1])
-    mu, lv = model.read_out(zr, emb.reshape(1, -1), ce)
-    base = None
-    if forecaster is not None:
-        from bfm_stim.model.linear import linear_forecast
-        base = linear_forecast((ctx - mean) / std, torch.as_tensor(forecaster)[None, ..., : stim.shape[1] * cfg.patch_len])
-    extra = model.future_terms(stim, emb.reshape(1, -1), ce, posb[:1], base)
-    if extra is not None:
-        mu = mu + extra
-    sd = (0.5 * lv).exp().repeat_interleave(cfg.patch_len, -1)
-    return mu.numpy(), sd.numpy(), z
-
-
-def _norm(ctx: torch.Tensor, x: torch.Tensor) -> np.ndarray:
-    return ((x - ctx.mean(-1, keepdim=True)) / ctx.std(-1, keepdim=True).clamp_min(1e-3)).numpy()
 
 
 def _ridge_r2(z_fit: np.ndarray, y_fit: np.ndarray, z_test: np.ndarray, y_test: np.ndarray, lam: float = 1.0) -> float:

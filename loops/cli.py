@@ -141,6 +141,7 @@ _BENCH_OPTIONS: dict[str, tuple[str, ...]] = {
     "seeds": ("optimizers",),
     "budget": ("session", "optimizers"),
     "workers": ("optimizers", "ranking"),
+    "recordings": ("real",),
 }
 BENCH_DEFAULT_DIR = Path("runs/bench")  # without --json: never over the committed bench/*.json
 
@@ -233,6 +234,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         res = surrogate_bench(out, quick=args.quick, progress=not args.quiet)
         print(json.dumps(res, indent=2, sort_keys=True, default=str))
         print(f"wrote {out}")
+        return 0
+    if args.what == "real":
+        from loops.bench_real import run_real_bench
+
+        _write_json(_bench_out(args, "real"), run_real_bench(args.recordings, progress=not args.quiet))
         return 0
     raise AssertionError(args.what)  # argparse restricts the choices
 
@@ -403,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="benchmarks that write JSON figures",
                        description="Run one benchmark; options that the chosen benchmark does not take are refused.")
     s.add_argument("what", choices=["simulator", "surrogate", "adapt-tuning", "ablation", "optimizers", "ranking",
-                                        "latency", "session"])
+                                        "latency", "session", "real"])
     s.add_argument("--json", default=None, help="write the figures to this JSON file (default: runs/bench/WHAT.json, "
                    "WHAT-quick.json with --quick; pass bench/WHAT.json to update the committed figures)")
     s.add_argument("--patients", type=int, default=None, help="simulator: number of batched patients")
@@ -428,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, default=None, help="optimizers: seeds per patient (default 3)")
     s.add_argument("--budget", type=int, default=None, help="session, optimizers: trials per run")
     s.add_argument("--workers", type=int, default=None, help="optimizers, ranking: worker processes (default 2)")
+    s.add_argument("--recordings", default=None, metavar="DIR",
+                   help="real: folder of recordings to adapt to and score (default: shared/data/recordings)")
     s.set_defaults(func=_cmd_bench)
     return p
 
