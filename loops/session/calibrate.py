@@ -222,7 +222,8 @@ def _surrogate(cfg: Any, spec: Any, space: StimulusSpace, data: np.ndarray, cal_
         summary = adapt_main(cal_dir / "rest_raw.fif", patient_file, checkpoint=ckpt, mode=cfg.calibration.mode,
                              rest_s=cfg.calibration.rest_s, seed=cfg.trials.seed, progress=False)
         summary = {k: v for k, v in summary.items() if k in ("mode", "steps", "lr", "anchor", "final_loss",
-                                                             "loss_first", "n_channels", "calibration")}
+                                                             "loss_first", "n_channels", "calibration", "heldout",
+                                                             "fallback")}
         if progress:
             progress("adapt", 1.0)
     if not patient_file.is_file():
