@@ -14,6 +14,11 @@ forecaster at 40 ms on at least half of them; no divergence goes unreported (a r
 loss turned non-finite or exploded, or whose held-out error grew past the divergence factor, must
 carry a ``diverged`` fallback).
 
+Beside the recordings, the ``missing_positions`` block (:mod:`loops.bench_positions`) measures on
+simulated evaluation patients, where the electrode positions are known, what the zero-shot forecast
+loses when the positions are missing (NaN) or wrong (shuffled across channels), as a recording
+without a montage or with the wrong one would give it.
+
 The JSON names recordings by their file name relative to the folder, never by a machine path.
 """
 
@@ -144,7 +149,7 @@ def _targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_real_bench(recordings: str | Path | None = None, *, files: Sequence[str] | None = None,
                    checkpoint: str | Path | None = None, steps: int | None = None, lr: float | None = None,
-                   seed: int = 0, progress: bool = True) -> dict[str, Any]:
+                   seed: int = 0, missing_positions: int = 4, progress: bool = True) -> dict[str, Any]:
     """Run the benchmark; returns its JSON-able result.
 
     Args:
@@ -153,6 +158,8 @@ def run_real_bench(recordings: str | Path | None = None, *, files: Sequence[str]
         checkpoint: pretrained checkpoint (default: the shipped one).
         steps, lr: adaptation settings (default: ``bfm-stim adapt``'s).
         seed: adaptation seed.
+        missing_positions: simulated patients per family of the ``missing_positions`` block
+            (:func:`loops.bench_positions.run_positions_bench`); 0 leaves the block out.
         progress: log one line per recording.
 
     Raises:
@@ -181,10 +188,16 @@ def run_real_bench(recordings: str | Path | None = None, *, files: Sequence[str]
                          f"; fallback: {row['fallback']['reason']}" if row["fallback"] else "")
             else:
                 log.info("%s: skipped (%s)", row["file"], row["reason"])
+    extra: dict[str, Any] = {}
+    if missing_positions:
+        from loops.bench_positions import run_positions_bench
+
+        extra["missing_positions"] = run_positions_bench(checkpoint, n_per_family=missing_positions, seed=seed,
+                                                         progress=progress)
     return {"benchmark": "real", "recordings_dir": root.name, "mode": "full (bfm-stim adapt's default)",
             "settings": {"holdout": DEFAULT_HOLDOUT, "min_holdout_s": DEFAULT_MIN_HOLDOUT_S,
                          "eval_every": DEFAULT_EVAL_EVERY, "steps": steps, "lr": lr, "seed": seed,
                          "explode_factor": EXPLODE_FACTOR},
             "metric": "forecast R² at 40 and 160 ms on the held-out end of each recording (windows normalised by "
                       "their context, as the model sees them; bfm_stim.model.evaluate)",
-            "recordings": rows, "targets": _targets(rows), "seconds": round(time.perf_counter() - t0, 1)}
+            "recordings": rows, "targets": _targets(rows), **extra, "seconds": round(time.perf_counter() - t0, 1)}
