@@ -27,6 +27,11 @@ def test_shipped_checkpoint_matches_its_card_and_config():
     assert "bfm-stim pretrain --config configs/pretrain-small.toml" in card
     assert f"Steps trained: {info['step']}" in card
     assert json.dumps(info["extra"]["pretrain_config"]["loss"]) in card
+    # biomarker heads: the card names the bands the loading code builds, and their calibration
+    assert model.biomarker is not None and cal["biomarker_scale"] > 0
+    for lo, hi in model.config.biomarker_bands:
+        assert f"{lo:g}-{hi:g} Hz" in card
+    assert "configs/pretrain-heads.toml" in card and info["extra"]["init_from"]["train_only"] == ["biomarker"]
 
 
 def test_from_checkpoint_without_path_predicts():
@@ -36,3 +41,4 @@ def test_from_checkpoint_without_path_predicts():
     sur = Surrogate.from_checkpoint(positions=pos, rest=rest)
     fc = sur.predict(rest[:, -600:], torch.zeros(5, sur.cfg.n_stim_features))
     assert fc.signal.shape == (5, 6, sur.horizon * sur.cfg.patch_len) and torch.isfinite(fc.signal_std).all()
+    assert fc.biomarker.shape == (5, 6, len(sur.cfg.biomarker_bands)) and torch.isfinite(fc.biomarker_std).all()
