@@ -168,7 +168,7 @@ def _nanmedian_summary(values: list[float]) -> dict[str, Any]:
             "n": int(len(v))}
 
 
-def run_ranking_bench(n_patients: int = 20, n_stimuli: int = 48, repeats: int = 4, *, workers: int = 2,
+def run_ranking_bench(n_patients: int = 20, n_stimuli: int = 48, repeats: int = 8, *, workers: int = 2,
                       checkpoint: str | Path | None = None, quick: bool = False, n_sweep: int = 12) -> dict[str, Any]:
     """Run the benchmark; returns its JSON-ready figures with a ``targets`` block (see the module docs).
 
