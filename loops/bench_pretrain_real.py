@@ -33,7 +33,7 @@ import torch
 from bfm_stim._logging import get_logger
 from bfm_stim.exceptions import ConfigError
 
-__all__ = ["RealBenchConfig", "prepare", "assemble_with_real", "run"]
+__all__ = ["RealBenchConfig", "prepare", "assemble_with_real", "link_sim_corpus", "run"]
 
 log = get_logger("bench.pretrain_real")
 RECORDINGS = ("test.vhdr", "test_edf_stim_channel.edf", "test_bdf_stim_channel.bdf")
@@ -207,10 +207,64 @@ def eval_sim(model: Any, eps: list[Any]) -> dict[str, Any]:
                                 for m in ("forecast_r2_40ms", "forecast_r2_160ms")}}
 
 
+def link_sim_corpus(src: Path, dst: Path, corpus_config: dict[str, Any], fs: float) -> Path:
+    """Reuse a simulated corpus built elsewhere for the same ``[corpus]`` (e.g. another run's ``corpus/``).
+
+    Its shards are linked (or copied) into ``dst`` and its manifest rewritten with ``dst`` as the
+    directory, so :func:`loops.pretrain.build_corpus` reuses it; ``src`` is only read.
+
+    Raises:
+        ConfigError: ``src`` was built for another ``[corpus]`` (any key but ``dir``) or sampling rate.
+    """
+    import os
+
+    man = json.loads((src / "manifest.json").read_text())
+    want, have = json.loads(json.dumps(corpus_config)), man.get("corpus_config", {})
+    diff = sorted(k for k in set(want) | set(have) if k != "dir" and want.get(k) != have.get(k))
+    if diff or man.get("fs") != fs:
+        raise ConfigError(f"--sim-corpus {src}: built for another corpus (differs in {diff or ['fs']})")
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.mkdir(parents=True)
+    for sh in man["shards"]:
+        try:
+            os.link(src / sh["file"], dst / sh["file"])
+        except OSError:
+            shutil.copyfile(src / sh["file"], dst / sh["file"])
+    man["corpus_config"] = {**man["corpus_config"], "dir": want["dir"]}
+    (dst / "manifest.json").write_text(json.dumps(man, indent=1))
+    return dst / "manifest.json"
+
+
+def _load_shard_once(path: str | Path) -> list[Any]:
+    """:func:`bfm_stim.model.data.load_shard`'s series, each shard's arrays read once.
+
+    ``load_shard`` reads ``z["data"]`` anew for every patient, and each series keeps a view of its
+    own full copy: about 1.5 GB per shard of 16 patients instead of 0.1 GB, so all 15 simulated
+    shards in memory (this benchmark's sampling) need about 22 GB. Same values, so the same batches.
+    """
+    from bfm_stim.model.data import PatientSeries
+
+    with np.load(path) as z:
+        a = {k: z[k] for k in z.files}
+    return [PatientSeries(a["data"][i, :c, :t], a["positions"][i, :c], a["stim_ids"][i, :t], a["stim_table"][i],
+                          int(a["rest_samples"][i]), int(a["patient"][i]), int(a["group"][i]))
+            for i, (c, t) in enumerate(zip(a["n_channels"].tolist(), a["n_samples"].tolist()))]
+
+
 def run(config: str | Path, checkpoint: str | Path, work: str | Path, bc: RealBenchConfig,
-        partial: Path | None = None) -> dict[str, Any]:
+        partial: Path | None = None, sim_corpus: str | Path | None = None) -> dict[str, Any]:
     """Stage 2: build, train both variants per seed, evaluate; returns the JSON-able results
-    (also written to ``partial`` after each model, so a run cut short keeps what it measured)."""
+    (also written to ``partial`` after each model, so a run cut short keeps what it measured).
+    ``sim_corpus``: a simulated corpus already built for the config's ``[corpus]``, reused
+    (:func:`link_sim_corpus`) instead of generating it again."""
+    from unittest import mock
+
+    with mock.patch("bfm_stim.model.data.load_shard", _load_shard_once):  # every shard in memory: see there
+        return _run(config, checkpoint, work, bc, partial, sim_corpus)
+
+
+def _run(config: str | Path, checkpoint: str | Path, work: str | Path, bc: RealBenchConfig, partial: Path | None,
+         sim_corpus: str | Path | None) -> dict[str, Any]:
     from bfm_stim.model.checkpoint import load_checkpoint
     from loops.pretrain import build_corpus, load_config, main
 
@@ -224,6 +278,8 @@ def run(config: str | Path, checkpoint: str | Path, work: str | Path, bc: RealBe
     cfg_without = dataclasses.replace(base, train=train, corpus=dataclasses.replace(base.corpus, dir=str(sim_dir)))
     with_corpus = dataclasses.replace(base.corpus, dir=str(with_dir), **_archive_keys(bc, "real/bids_train"))
     cfg_with = dataclasses.replace(cfg_without, corpus=with_corpus)
+    if sim_corpus is not None:
+        link_sim_corpus(Path(sim_corpus), sim_dir, dataclasses.asdict(cfg_without.corpus), base.model.fs)
     build_corpus(cfg_without, sim_dir, progress=False)
     t_corpus = time.perf_counter() - t0
     assemble_with_real(sim_dir, real / "corpus", with_dir, dataclasses.asdict(with_corpus))
@@ -282,15 +338,20 @@ if __name__ == "__main__":  # python -m loops.bench_pretrain_real {prepare|run} 
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--sim-patients", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--sim-corpus", default=None,
+                    help="reuse this simulated corpus (built for the config's [corpus]) instead of building it")
     a = ap.parse_args()
     log_to_stderr("INFO")
     bc = RealBenchConfig(steps=a.steps, seeds=tuple(a.seeds), n_sim_patients=a.sim_patients, batch_size=a.batch_size)
     if a.stage == "prepare":
         print(prepare(a.recordings, a.work, a.config, bc))
     else:
-        res = run(a.config, a.checkpoint, a.work, bc, partial=Path(a.out).with_suffix(".partial.json"))
+        res = run(a.config, a.checkpoint, a.work, bc, partial=Path(a.out).with_suffix(".partial.json"),
+                  sim_corpus=a.sim_corpus)
+        from loops.offline import file_digest
+
         res = {"config": dataclasses.asdict(bc), "pretrain_config": str(a.config), "checkpoint": str(a.checkpoint),
-               "summary": _means(res), **res}
+               "checkpoint_digest": file_digest(Path(a.checkpoint)), "summary": _means(res), **res}
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(res, indent=1, default=str) + "\n")
         print(json.dumps(res["summary"], indent=1))

@@ -207,3 +207,33 @@ def test_archive_config_errors(archive, tmp_path):
     with pytest.raises(ConfigError, match="corpus is empty"):
         write_corpus(_config(archive, bids_root=str(broken), datatypes=["ieeg"], nwb=[]), tmp_path / "c2", fs=FS,
                      info={}, progress=False)
+
+
+def test_bench_pretrain_real_reuses_sim_corpus_and_loads_shards_once(tmp_path):
+    """loops.bench_pretrain_real: a simulated corpus built elsewhere is reused (read only) when its
+    [corpus] matches, refused otherwise; its shard loader gives load_shard's series."""
+    import dataclasses
+
+    from loops.bench_pretrain_real import _load_shard_once, link_sim_corpus
+    from loops.pretrain import build_corpus, load_config
+
+    base = load_config(REPO / "configs" / "pretrain-tiny.toml")
+    corpus = dataclasses.replace(base.corpus, source="synthetic", n_patients=2, rest_s=4.0, n_trials=1,
+                                 patients_per_shard=1, dir="corpus")
+    src = tmp_path / "run" / "corpus"
+    build_corpus(dataclasses.replace(base, corpus=corpus), src, progress=False)  # as `bfm-stim pretrain` builds it
+    before = {p.name: p.stat().st_mtime_ns for p in src.iterdir()}
+    dst = tmp_path / "sim"
+    cfg = dataclasses.replace(base, corpus=dataclasses.replace(corpus, dir=str(dst)))
+    link_sim_corpus(src, dst, dataclasses.asdict(cfg.corpus), FS)
+    built = (dst / "manifest.json").stat().st_mtime_ns
+    build_corpus(cfg, dst, progress=False)  # reused, not rebuilt
+    assert (dst / "manifest.json").stat().st_mtime_ns == built
+    assert {p.name: p.stat().st_mtime_ns for p in src.iterdir()} == before
+    with pytest.raises(ConfigError, match="another corpus"):
+        link_sim_corpus(src, tmp_path / "x", dataclasses.asdict(dataclasses.replace(cfg.corpus, seed=1)), FS)
+    shard = dst / json.loads((dst / "manifest.json").read_text())["shards"][0]["file"]
+    for a, b in zip(load_shard(shard), _load_shard_once(shard), strict=True):
+        for k, v in vars(a).items():
+            w = getattr(b, k)
+            assert np.array_equal(v, w, equal_nan=True) if isinstance(v, np.ndarray) else v == w
