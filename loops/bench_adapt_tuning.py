@@ -53,6 +53,7 @@ import torch
 
 from bfm_stim._logging import get_logger
 from bfm_stim.exceptions import ValidationError
+from loops.offline import repo_path
 
 __all__ = ["TuningConfig", "FULL", "QUICK", "REST", "LONG_FROM_S", "LONG_SETTINGS", "run_adapt_tuning", "SCORE_METRICS"]
 
@@ -308,7 +309,7 @@ def run_adapt_tuning(quick: bool = False, checkpoint: str | None = None, *, conf
     picks = {m: _pick(medians[m], grid) for m, grid in tc.grids}
     log.info("adaptation picks: %s", picks)
     return {"config": dataclasses.asdict(tc), "data": "rest only" if tc.amount_s == 0 else "rest + probes",
-            "checkpoint": ck, "score": " + ".join(SCORE_METRICS), "reused": [str(p) for p in reuse],
+            "checkpoint": repo_path(ck), "score": " + ".join(SCORE_METRICS), "reused": [repo_path(p) for p in reuse],
             "validation_patients": [{"i": p["i"], "family": p["family"], "seed": p["seed"]} for p in parts],
             "per_patient": parts, "medians": medians, "picks": picks,
             "timing_s": {"total": time.perf_counter() - t0}}

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from bfm_stim._logging import get_logger
+from loops.offline import repo_path
 
 log = get_logger("loops.bench_optimizers")
 THRESHOLD = 0.05
@@ -236,7 +237,7 @@ def run_optimizer_bench(quick: bool = False, n_patients: int = 10, seeds: int = 
     return {"quick": quick, "n_patients": n_patients, "families": list(fams), "seeds": seeds, "budget": budget,
             "threshold": THRESHOLD, "regret_normalization": "(c(best so far) - c_opt) / c_off; *_gap: / (c_off - c_opt); oracle costs, "
             "common random numbers", "repeats": cfg.oracle.repeats,
-            "objective": rows[0]["objective"] if rows else None, "checkpoint": str(ckpt) if ckpt else None,
+            "objective": rows[0]["objective"] if rows else None, "checkpoint": repo_path(ckpt) if ckpt else None,
             "variants": {v: {"optimizer": VARIANTS[v][0], "settings": VARIANTS[v][1]} for v in optimizers},
             "summary": summary, "summary_by_family": by_family, "targets": _targets(summary), "bench_ask_40_obs": ask, "wall_s": wall,
-            "workers": workers, "figure": str(plot_regret(rows, tuple(optimizers), out_png)), "runs": rows}
+            "workers": workers, "figure": repo_path(plot_regret(rows, tuple(optimizers), out_png)), "runs": rows}

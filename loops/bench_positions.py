@@ -123,7 +123,7 @@ def run_positions_bench(checkpoint: str | Path | None = None, *, families: Seque
     import simulators
     from bfm_stim.model.checkpoint import load_checkpoint
     from bfm_stim.surrogate import default_checkpoint
-    from loops.offline import REPO, file_digest
+    from loops.offline import file_digest, repo_path
 
     if isinstance(n_per_family, bool) or not isinstance(n_per_family, int) or n_per_family < 1:
         raise ValidationError("n_per_family", n_per_family, "an integer >= 1")
@@ -144,7 +144,7 @@ def run_positions_bench(checkpoint: str | Path | None = None, *, families: Seque
     leads = list(rows[0]["r2"]["true"])
     medians = {fam: {v: {k: float(np.median([r["r2"][v][k] for r in rows if r["family"] == fam])) for k in leads}
                      for v in rows[0]["r2"]} for fam in families}
-    name = path.resolve().relative_to(REPO).as_posix() if path.resolve().is_relative_to(REPO) else path.name
+    name = repo_path(path)
     return {"note": "zero-shot forecast R² on simulated evaluation patients with the true electrode positions, "
                     "all positions NaN (one shared 'unknown' channel embedding) and the positions shuffled across "
                     "channels (a wrong montage); embedding and linear forecaster from the first rest_s of rest, "

@@ -42,6 +42,7 @@ from bfm_stim.surrogate import Surrogate, default_checkpoint
 from loops.bench_adapt_tuning import unpack_setting
 from loops.bench_data import TEST_KINDS, ArxModel, EvalPatient, forecast_r2, make_eval_patient, r2
 from loops.pretrain_corpus import FEATURES_OFF
+from loops.offline import repo_path
 
 __all__ = ["BenchConfig", "FULL", "QUICK", "run_surrogate_bench", "remeasure_throughput", "write_plot", "main"]
 
@@ -474,7 +475,7 @@ def _run(bc: BenchConfig, quick: bool, checkpoint: str | Path | None, progress: 
     by_family = {f: {m: {f"{a:g}": {k: _summary([r.get(k) for r, g in zip(raw[m][a], fam_of[m][a]) if g == f])
                                     for k in FAMILY_METRICS} for a in bc.amounts_s} for m in METHODS}
                  for f in dict.fromkeys(fams[:n_eval])}
-    out = {"config": dataclasses.asdict(bc), "checkpoint": str(ck), "model_config": cfg.to_dict(),
+    out = {"config": dataclasses.asdict(bc), "checkpoint": repo_path(ck), "model_config": cfg.to_dict(),
            "patients": [v.meta for v in views], "validation_patient": val.meta if val else None, "scratch_lr": lr_s,
            "test_kinds": list(TEST_KINDS), "results": results, "results_by_family": by_family, "throughput": speed,
            "timing_s": {"simulate": t_sim, "total": time.perf_counter() - t0}}

@@ -72,6 +72,13 @@ def checkpoint_path(checkpoint: str | Path | None) -> Path | None:
         return None
 
 
+def repo_path(path: str | Path) -> str:
+    """``path`` as committed JSON may hold it: relative to the repository when inside it, else its name
+    (no path of the machine a benchmark ran on)."""
+    p = Path(path).resolve()
+    return p.relative_to(REPO).as_posix() if p.is_relative_to(REPO) else p.name
+
+
 def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 

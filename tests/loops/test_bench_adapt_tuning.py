@@ -11,6 +11,7 @@ import pytest
 
 import simulators
 from bfm_stim.exceptions import ValidationError
+from loops.offline import repo_path
 from loops.bench_adapt_tuning import FULL as FULL_TUNING
 from loops.bench_adapt_tuning import LONG_FROM_S, LONG_SETTINGS
 from loops.bench_adapt_tuning import (QUICK, REST, SCORE_METRICS, _pick, run_adapt_tuning, setting_key,
@@ -145,7 +146,7 @@ def test_reuse_takes_over_matching_rows_and_refuses_other_checkpoints(tmp_path):
     path.write_text(json.dumps(first))
     two = dataclasses.replace(QUICK, grids=(("scratch", ((1, 1e-3), (2, 1e-3))),))
     res = run_adapt_tuning(config=two, progress=False, reuse=[path])
-    assert res["reused"] == [str(path)]
+    assert res["reused"] == [repo_path(path)]  # no path of this machine in committed JSON
     old, new = first["per_patient"][0]["rows"], res["per_patient"][0]["rows"]
     assert new["zero_shot"] == old["zero_shot"]
     assert new["scratch"]["1@0.001"] == {**old["scratch"]["1@0.001"], "reused_from": str(path)}
