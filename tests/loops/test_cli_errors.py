@@ -23,14 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 LSL_ENV = {**os.environ, "LSLAPICFG": str(REPO / "bfm_stim" / "lsl" / "lsl_api.cfg")}
 
 
-@pytest.fixture(autouse=True)
-def _restore_package_logger():
-    """``main`` sets the package logger's level and handler: give the next test the logger as it was."""
-    lg = logging.getLogger("bfm_stim")
-    level, handlers = lg.level, list(lg.handlers)
-    yield
-    lg.setLevel(level)
-    lg.handlers[:] = handlers
+pytestmark = pytest.mark.usefixtures("restore_package_logger")
 
 
 def _fails_cleanly(capsys, argv: list[str], *needles: str) -> str:

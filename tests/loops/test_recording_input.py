@@ -15,16 +15,7 @@ from loops.offline import ranking_verdict, run_offline
 from loops.recording_input import prepare_recording
 
 
-@pytest.fixture(autouse=True)
-def _restore_package_logger():
-    """``main`` sets the package logger's level and handler: leave it as it was."""
-    import logging
-
-    lg = logging.getLogger("bfm_stim")
-    level, handlers = lg.level, list(lg.handlers)
-    yield
-    lg.setLevel(level)
-    lg.handlers[:] = handlers
+pytestmark = pytest.mark.usefixtures("restore_package_logger")
 
 
 @pytest.fixture
