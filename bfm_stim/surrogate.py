@@ -234,14 +234,15 @@ class Surrogate:
                               self.patient[None], chan_emb=self._chan_emb)
         return z[0], mean, std
 
-    def prepare(self, context: Tensor | np.ndarray, *, signal: bool = True) -> "Prepared":
+    def prepare(self, context: Tensor | np.ndarray, *, signal: bool = True, biomarkers: bool = True) -> "Prepared":
         """What :meth:`predict` needs of a context besides the candidates, to reuse across calls.
 
         Returns: :class:`Prepared` ``(z0, mean, std, base, power)``: the last context latent
         (d_latent,), the context's per-channel mean and std (C, 1) µV, the linear forecast of the
         ongoing activity (1, C, H * patch_len) normalised (None without a linear path or when
         ``signal`` is False), and the context's log10 band powers (1, C, NB) normalised (the
-        biomarker heads' reference; None without heads).
+        biomarker heads' reference; None without heads or when ``biomarkers`` is False: the forecasts
+        made with it then skip the heads).
         """
         z_ctx, mean, std = self.encode(context)
         xn = (self._context(context) - mean) / std
@@ -249,13 +250,13 @@ class Surrogate:
         if signal and self.forecaster is not None:
             from bfm_stim.model.linear import linear_forecast
             base = linear_forecast(xn[None], self.forecaster[..., : self.horizon * self.cfg.patch_len])
-        if self.model.biomarker is not None:
+        if biomarkers and self.model.biomarker is not None:
             power = self.model.context_power(xn[None])
         return Prepared(z_ctx[-1], mean, std, base, power)
 
     def predict(self, context: Tensor | np.ndarray, stimuli: Sequence[Stimulus] | Tensor, *,
                 signal: bool = True, chunk: int = 512,
-                prepared: "Prepared | None" = None) -> Forecast:
+                prepared: "Prepared | None" = None, biomarkers: bool = True) -> Forecast:
         """Forecast the response to each candidate stimulus.
 
         Args:
@@ -265,11 +266,13 @@ class Surrogate:
             signal: also read out the channel signal (skip for latent-only objectives: faster).
             chunk: candidates per internal batch.
             prepared: :meth:`prepare` of this ``context`` (same ``signal``), to skip re-encoding it.
+            biomarkers: also run the biomarker heads (where the model has them; skip for latent-only objectives).
 
         Returns: :class:`Forecast` with N candidates.
         """
         s = self.stimulus_tensor(stimuli)
-        z0, mean, std, base, power = prepared if prepared is not None else self.prepare(context, signal=signal)
+        z0, mean, std, base, power = (prepared if prepared is not None
+                                      else self.prepare(context, signal=signal, biomarkers=biomarkers))
         parts = [self._rollout(z0, s[i:i + chunk], mean, std, signal, base, power) for i in range(0, len(s), chunk)]
         cat = [torch.cat([p[j] for p in parts]) if parts[0][j] is not None else None for j in range(8)]
         return Forecast(cat[0], cat[1], cat[2], cat[3], self.fs, cat[4], cat[5], cat[6], cat[7],

@@ -93,6 +93,7 @@ class SurrogateCost:
             needs = getattr(objective, "needs_signal", None)
             signal = needs(surrogate) if callable(needs) else not isinstance(objective, LatentTarget)
         self.signal = bool(signal)
+        self.biomarkers = not isinstance(objective, LatentTarget)  # latent targets never read the heads
         self.n_samples = n_samples
         self._gen = torch.Generator().manual_seed(seed)
         self._eps: dict[str, Tensor] = {}
@@ -125,7 +126,7 @@ class SurrogateCost:
         key = self._encoding_key()
         if self._enc is None or self._enc[0] != key:
             with torch.no_grad():
-                prep = self.surrogate.prepare(self.context, signal=self.signal)
+                prep = self.surrogate.prepare(self.context, signal=self.signal, biomarkers=self.biomarkers)
             self._enc = (key, prep._replace(z0=prep.z0.detach()))
         return self._enc[1]
 
@@ -140,7 +141,7 @@ class SurrogateCost:
 
         sur = self.surrogate
         if not isinstance(sur, Surrogate):
-            return sur.predict(self.context, features, signal=self.signal)
+            return sur.predict(self.context, features, signal=self.signal)  # a duck-typed surrogate
         return sur.predict(self.context, features, signal=self.signal, prepared=self._encoding())
 
     def predict(self, features: Tensor) -> tuple[Tensor, Tensor]:
