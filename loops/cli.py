@@ -95,6 +95,39 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from loops.decode import embed_recording, embed_stream
+
+    if (args.recording is None) == (args.stream is None):
+        raise ConfigError("embed needs a RECORDING file or --stream SOURCE_ID (one of them)")
+    if args.stream is not None:
+        res = embed_stream(args.stream, args.out, source=args.checkpoint, duration_s=args.duration,
+                           rest_s=args.rest_s or 10.0)
+    else:
+        res = embed_recording(args.recording, args.out, source=args.checkpoint, scale=args.scale,
+                              channel_files=args.channel_files or (), montage=args.montage, rest_s=args.rest_s)
+    print(json.dumps(res, indent=1, default=str))
+    return 0
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    from loops.decode import decode_recording, train_simulated_state_decoder
+
+    if (args.recording is None) == (args.simulated is None):
+        raise ConfigError("decode needs a RECORDING with labels or --simulated FAMILY (one of them)")
+    if args.simulated is not None:
+        if args.save is None:
+            raise ConfigError("--simulated trains a decoder to keep: name the file with --save FILE.npz")
+        res = train_simulated_state_decoder(args.simulated, args.save, n_patients=args.n_patients,
+                                            source=args.checkpoint, progress=not args.quiet)
+    else:
+        res = decode_recording(args.recording, labels=args.labels, window_s=args.window_s, source=args.checkpoint,
+                               folds=args.folds, save=args.save, positive=args.positive, scale=args.scale,
+                               channel_files=args.channel_files or (), montage=args.montage)
+    print(json.dumps(res, indent=1, default=str))
+    return 0
+
+
 def _cmd_adapt(args: argparse.Namespace) -> int:
     from loops.adapt import main as adapt_main
     from loops.recording_input import model_min_duration_s, prepare_recording
@@ -129,7 +162,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
 # Which benchmarks take each `bfm-stim bench` option (all of them take --json); any other is refused.
 _BENCH_OPTIONS: dict[str, tuple[str, ...]] = {
     "patients": ("simulator",),
-    "quick": ("session", "optimizers", "ranking", "adapt-tuning", "ablation", "surrogate"),
+    "quick": ("session", "optimizers", "ranking", "adapt-tuning", "ablation", "surrogate", "decode"),
     "throughput_only": ("surrogate",),
     "amount": ("adapt-tuning",),
     "rest": ("adapt-tuning",),
@@ -137,11 +170,11 @@ _BENCH_OPTIONS: dict[str, tuple[str, ...]] = {
     "variants": ("ablation",),
     "runs_dir": ("ablation",),
     "optimizers": ("optimizers",),
-    "n_patients": ("session", "optimizers", "ranking"),
+    "n_patients": ("session", "optimizers", "ranking", "decode"),
     "seeds": ("optimizers",),
     "budget": ("session", "optimizers"),
     "workers": ("optimizers", "ranking"),
-    "recordings": ("real",),
+    "recordings": ("real", "decode"),
 }
 BENCH_DEFAULT_DIR = Path("runs/bench")  # without --json: never over the committed bench/*.json
 
@@ -234,6 +267,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         res = surrogate_bench(out, quick=args.quick, progress=not args.quiet)
         print(json.dumps(res, indent=2, sort_keys=True, default=str))
         print(f"wrote {out}")
+        return 0
+    if args.what == "decode":
+        from loops.bench_decode import run_decode_bench
+
+        kw = {"n_patients": args.n_patients} if args.n_patients else {}
+        _write_json(_bench_out(args, "decode"), run_decode_bench(quick=args.quick, recordings=args.recordings,
+                                                                 progress=not args.quiet, **kw))
         return 0
     if args.what == "real":
         from loops.bench_real import run_real_bench
@@ -370,6 +410,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--open", action="store_true", help="print a file:// URL of the report to open in a browser")
     s.set_defaults(func=_cmd_report)
 
+    s = sub.add_parser("embed", help="the foundation model's latents of a recording or a live LSL stream (.npz)")
+    s.add_argument("recording", nargs="?", default=None, help="recording (FIF, EDF, BDF, BrainVision, XDF)")
+    s.add_argument("--out", required=True, help="latents file to write (.npz: latents, times, channels, model digest)")
+    s.add_argument("--stream", default=None, metavar="SOURCE_ID", help="encode a live LSL stream instead (machine-only)")
+    s.add_argument("--duration", type=float, default=None, help="--stream: stop after this many s (default: Ctrl-C)")
+    s.add_argument("--checkpoint", default=None,
+                   help="checkpoint or `bfm-stim adapt` patient file (default: the shipped model, zero-shot)")
+    s.add_argument("--rest-s", type=float, default=None,
+                   help="infer the zero-shot patient embedding from the first REST_S s (default: the whole "
+                        "recording; 10 s of a stream)")
+    _recording_arguments(s)
+    s.set_defaults(func=_cmd_embed)
+
+    s = sub.add_parser("decode", help="decode labels from the model's latents vs hand-crafted features "
+                                      "(blocked CV); save a state decoder for the continuous mode")
+    s.add_argument("recording", nargs="?", default=None, help="recording with annotations (or a label channel)")
+    s.add_argument("--labels", default="annotations", help="annotations | channel:NAME (regression on its window mean)")
+    s.add_argument("--window-s", type=float, default=1.0, help="window length, s (default 1)")
+    s.add_argument("--folds", type=int, default=5, help="blocked cross-validation folds (default 5)")
+    s.add_argument("--checkpoint", default=None, help="checkpoint or `bfm-stim adapt` patient file")
+    s.add_argument("--save", default=None, metavar="FILE.npz",
+                   help="write a two-class latent decoder ([continuous] biomarker = 'state:FILE.npz')")
+    s.add_argument("--positive", default=None, help="with --save and > 2 labels: the label decoded against the rest")
+    s.add_argument("--simulated", default=None, metavar="FAMILY",
+                   help="train a healthy-vs-pathological decoder on pretraining-cohort patients of FAMILY "
+                        "(bg-beta-v0, cortex-jr-epileptic-v0) instead of a recording; needs --save")
+    s.add_argument("--n-patients", type=int, default=6, help="--simulated: patients to train on (default 6)")
+    _recording_arguments(s)
+    s.set_defaults(func=_cmd_decode)
+
     s = sub.add_parser("adapt", help="adapt the foundation model to a new patient from a recording")
     s.add_argument("--recording", required=True, help="recording (FIF, EDF, BDF, BrainVision, XDF)")
     s.add_argument("--out", required=True, help="adapted patient file to write (.pt)")
@@ -409,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="benchmarks that write JSON figures",
                        description="Run one benchmark; options that the chosen benchmark does not take are refused.")
     s.add_argument("what", choices=["simulator", "surrogate", "adapt-tuning", "ablation", "optimizers", "ranking",
-                                        "latency", "session", "real"])
+                                        "latency", "session", "real", "decode"])
     s.add_argument("--json", default=None, help="write the figures to this JSON file (default: runs/bench/WHAT.json, "
                    "WHAT-quick.json with --quick; pass bench/WHAT.json to update the committed figures)")
     s.add_argument("--patients", type=int, default=None, help="simulator: number of batched patients")
@@ -430,12 +500,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ablation: where the variants' pretraining runs go, reused when their config matches "
                         "(default runs/ablation, runs/ablation-quick with --quick)")
     s.add_argument("--optimizers", default=None, help="optimizers: comma-separated variants (default: all)")
-    s.add_argument("--n-patients", type=int, default=None, help="session, optimizers, ranking: evaluation patients")
+    s.add_argument("--n-patients", type=int, default=None, help="session, optimizers, ranking, decode: evaluation patients")
     s.add_argument("--seeds", type=int, default=None, help="optimizers: seeds per patient (default 3)")
     s.add_argument("--budget", type=int, default=None, help="session, optimizers: trials per run")
     s.add_argument("--workers", type=int, default=None, help="optimizers, ranking: worker processes (default 2)")
     s.add_argument("--recordings", default=None, metavar="DIR",
-                   help="real: folder of recordings to adapt to and score (default: shared/data/recordings)")
+                   help="real, decode: folder of recordings to score (default: shared/data/recordings)")
     s.set_defaults(func=_cmd_bench)
     return p
 

@@ -261,6 +261,9 @@ class ContinuousSegments(_Table):
         duration_s: Length of each segment, s.
         use_best: Stimulate on the contact of the trials' best train (rate and pulse width are the
             controller's, 130 Hz and 60 µs by default).
+        biomarker: What the controller reads: ``"bandpower:13-30"`` (log10 beta power of the DBS lead,
+            the default) or ``"state:FILE.npz"``: the probability a latent state decoder
+            (``bfm-stim decode --save`` / ``--simulated``) gives to its state, e.g. pathological.
         controller: The controller's settings (``loops.session.controller.ControllerConfig``).
     """
 
@@ -269,8 +272,13 @@ class ContinuousSegments(_Table):
     duration_s: float = 20.0
     use_best: bool = True
     controller: Mapping[str, Any] = field(default_factory=dict)
+    biomarker: str = "bandpower:13-30"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.biomarker, str) or not (self.biomarker.startswith("bandpower:")
+                                                       or (self.biomarker.startswith("state:") and len(self.biomarker) > 6)):
+            raise ConfigError(f"[continuous] biomarker = {self.biomarker!r}: expected 'bandpower:LO-HI' or "
+                              "'state:FILE.npz' (a decoder from bfm-stim decode --save)")
         for s in self.segments:
             if s not in ("adaptive", "open_loop", "off"):
                 raise ConfigError(f"[continuous] segments has {s!r}: expected 'adaptive', 'open_loop' or 'off'")

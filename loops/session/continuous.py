@@ -87,13 +87,23 @@ def run_continuous(ctx: Any) -> list[dict[str, Any]]:
     cfg = controller_config(ctx)
     space = _space(ctx)
     spec = ctx.device.spec
-    bio = from_spec("bandpower:13-30", spec.fs, list(spec.ch_names), [t.lower() for t in spec.ch_types],
-                    period_s=cfg.period_s)
+    want = ctx.cfg.continuous.biomarker
+    beta = from_spec(want if want.startswith("bandpower:") else "bandpower:13-30", spec.fs, list(spec.ch_names),
+                     [t.lower() for t in spec.ch_types], period_s=cfg.period_s)
     rest = np.load(ctx.store.path / "calibration" / "rest.npy")
+    bio: Any = beta
+    if want.startswith("state:"):
+        from bfm_stim.decoding import StateDecoder
+        from loops.session.state_biomarker import LatentStateBiomarker
+
+        dec = StateDecoder.load(ctx.cfg.resolve(want.split(":", 1)[1]))
+        bio = LatentStateBiomarker(dec, ctx.calibration.surrogate, ctx.calibration.rows, spec.fs, rest,
+                                   period_s=cfg.period_s)
+        log.info("continuous biomarker: %r from %s", bio, want)
     step = max(1, int(cfg.period_s * spec.fs))
     rest_b = np.array([bio(rest[:, i - bio.n_samples:i]) for i in range(bio.n_samples, rest.shape[1] + 1, step)])
     bio.reset()
-    rest_power = _band_power(rest, spec.fs, bio)
+    rest_power = _band_power(rest, spec.fs, beta)
     out = []
     first = max((int(r.get("segment", -1)) for r in ctx.store.records if r["type"] == "continuous"), default=-1) + 1
     for i, mode in enumerate(ctx.cfg.continuous.segments):
@@ -104,7 +114,7 @@ def run_continuous(ctx: Any) -> list[dict[str, Any]]:
         else:
             ctl = None
         bio.reset()
-        out.append(run_segment(ctx, first + i, mode, ctl, bio, cfg, rest_power))
+        out.append(run_segment(ctx, first + i, mode, ctl, bio, cfg, rest_power, beta))
     return out
 
 
@@ -119,8 +129,11 @@ def _band_power(x: np.ndarray, fs: float, bio: Any) -> float:
     return float(p[:, m].mean())
 
 
-def run_segment(ctx: Any, seg: int, mode: str, ctl: Any, bio: Any, cfg: Any, rest_power: float) -> dict[str, Any]:
-    """One continuous segment (see the module docstring); returns its summary."""
+def run_segment(ctx: Any, seg: int, mode: str, ctl: Any, bio: Any, cfg: Any, rest_power: float,
+                power_bio: Any = None) -> dict[str, Any]:
+    """One continuous segment (see the module docstring); returns its summary. ``power_bio``: the band-power
+    biomarker whose band and channels the summary's power ratio uses (default ``bio``)."""
+    power_bio = power_bio if power_bio is not None else bio
     from loops.session.trials import SessionInterrupted, TrialLoop
 
     dev, store = ctx.device, ctx.store
@@ -231,7 +244,8 @@ def run_segment(ctx: Any, seg: int, mode: str, ctl: Any, bio: Any, cfg: Any, res
             store._continuous.sync()  # noqa: SLF001
     x, _ = dev.window(t0, t_end)
     summary = segment_summary(mode, cfg, applied, stops, latency, t0, t_end, dev.speed,
-                              _band_power(x, dev.spec.fs, bio) if x.shape[1] > bio.n_samples else None, rest_power)
+                              _band_power(x, dev.spec.fs, power_bio) if x.shape[1] > power_bio.n_samples else None,
+                              rest_power)
     if decide_ms:
         summary["session_side_ms"] = {"p50": float(np.median(decide_ms)), "p99": float(np.percentile(decide_ms, 99)),
                                       "max": float(np.max(decide_ms))}
