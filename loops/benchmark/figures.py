@@ -1,6 +1,7 @@
 """``bench/benchmark.json``: the harness' figures and the issue's targets, measured on this machine.
 
     python -m loops.benchmark.figures --full runs/benchmark --json bench/benchmark.json
+    python -m loops.benchmark.figures --bandpower runs/benchmark-bandpower --note "..."
 
 * From a finished benchmark folder (``--full``, the default config or a stated reduction of it): per
   optimizer the median and IQR of trials to gap-normalized regret <= 0.05, final regret, side-effect
@@ -56,7 +57,41 @@ def targets(summary: dict[str, Any]) -> dict[str, Any]:
         se = {o: s[o]["side_effect_trials_total"] for o in ("bo", "optuna_gp")}
         t["bo_fewer_side_effect_trials_than_optuna_gp"] = _check(se, "bo < optuna_gp (total over runs)",
                                                                  se["bo"] < se["optuna_gp"])
+    if all(o in med for o in ("guided", "bo", "random")):  # the surrogate issue's latent-target figures
+        g = med["guided"]
+        t["guided_le_5_trials"] = _check(g, "guided median <= 5", g <= 5)
+        t["guided_3x_fewer_trials_than_bo"] = _check({"guided": g, "bo": med["bo"], "ratio": med["bo"] / g},
+                                                     "bo / guided >= 3", med["bo"] >= 3 * g)
+        t["guided_6x_fewer_trials_than_random"] = _check({"guided": g, "random": med["random"],
+                                                          "ratio": med["random"] / g}, "random / guided >= 6",
+                                                         med["random"] >= 6 * g)
     return t
+
+
+def bandpower_targets(summary: dict[str, Any]) -> dict[str, Any]:
+    """The band-power targets: ``guided`` needs >= 2x fewer trials than ``bo`` and fewer side-effect trials."""
+    s = summary["summary"]
+    g, b = s["guided"], s["bo"]
+    return {
+        "guided_2x_fewer_trials_than_bo": _check(
+            {"guided": g["trials_to_target_median"], "bo": b["trials_to_target_median"]}, "guided <= bo / 2",
+            g["trials_to_target_median"] <= b["trials_to_target_median"] / 2),
+        "guided_fewer_side_effect_trials_than_bo": _check(
+            {"guided": g["side_effect_trials_total"], "bo": b["side_effect_trials_total"]}, "guided < bo",
+            g["side_effect_trials_total"] < b["side_effect_trials_total"]),
+        "zero_hard_violations": _check({o: v["hard_violations"] for o, v in s.items()}, "0 for every optimizer",
+                                       all(v["hard_violations"] == 0 for v in s.values()))}
+
+
+def bandpower(run: Path, path: Path, note: str) -> dict[str, Any]:
+    """``bench/benchmark_bandpower.json``: a finished band-power run's summary, its note and targets."""
+    s = json.loads((run / "summary.json").read_text())
+    meta = json.loads((run / "benchmark.json").read_text())
+    out = {**s, "config": meta["config"], "config_hash": meta["config_hash"], "note": note,
+           "targets": bandpower_targets(s)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1, sort_keys=True, default=float) + "\n")
+    return out["targets"]
 
 
 def quick_run(out: Path) -> dict[str, Any]:
@@ -140,7 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-quick", action="store_true")
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--note", default="", help="what was run, stated in the JSON (e.g. a reduced default config)")
+    ap.add_argument("--bandpower", default=None, metavar="DIR",
+                    help="instead: a finished configs/benchmark-bandpower.toml run -> --json (its own file)")
     a = ap.parse_args(argv)
+    if a.bandpower:
+        if a.json == "bench/benchmark.json":
+            a.json = "bench/benchmark_bandpower.json"
+        print(json.dumps(bandpower(Path(a.bandpower), Path(a.json), a.note), indent=1))
+        return 0
     path = Path(a.json)
     old = json.loads(path.read_text()) if path.is_file() else {}
     work = Path(a.work)
