@@ -195,13 +195,13 @@ def _bench_out(args: argparse.Namespace, stem: str) -> str:
 def _cmd_bench(args: argparse.Namespace) -> int:
     _check_bench_options(args)
     if args.what == "simulator":
-        from simulators.bench import run_simulator_bench
+        from loops.bench.simulator import run_simulator_bench
 
         kw = {"n_patients": args.patients} if args.patients else {}
         _write_json(_bench_out(args, "simulator"), run_simulator_bench(**kw))
         return 0
     if args.what == "session":
-        from loops.bench_session import run_session_bench
+        from loops.bench.session import run_session_bench
 
         kw = {"n_patients": args.n_patients} if args.n_patients else {}
         if args.budget:
@@ -209,12 +209,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         _write_json(_bench_out(args, "session"), run_session_bench(quick=args.quick, **kw))
         return 0
     if args.what == "latency":
-        from bfm_stim.lsl.bench import run_latency_bench
+        from loops.bench.latency import run_latency_bench
 
         _write_json(_bench_out(args, "latency"), run_latency_bench())
         return 0
     if args.what == "optimizers":
-        from loops.bench_optimizers import run_optimizer_bench
+        from loops.bench.optimizers import run_optimizer_bench
 
         kw: dict[str, Any] = {k: v for k, v in (("n_patients", args.n_patients), ("seeds", args.seeds),
                                                 ("budget", args.budget), ("workers", args.workers)) if v is not None}
@@ -225,13 +225,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         _write_json(out, run_optimizer_bench(quick=args.quick, **kw))
         return 0
     if args.what == "ranking":
-        from loops.bench_ranking import run_ranking_bench
+        from loops.bench.ranking import run_ranking_bench
 
         kw = {k: v for k, v in (("n_patients", args.n_patients), ("workers", args.workers)) if v is not None}
         _write_json(_bench_out(args, "ranking"), run_ranking_bench(quick=args.quick, **kw))
         return 0
     if args.what == "adapt-tuning":
-        from loops.bench_adapt_tuning import run_adapt_tuning
+        from loops.bench.adapt_tuning import run_adapt_tuning
 
         if args.rest and args.amount is not None:
             raise ValidationError("--amount", args.amount, "not with --rest (rest only has no probe trials)")
@@ -243,7 +243,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                                              progress=not args.quiet, reuse=args.reuse or ()))
         return 0
     if args.what == "ablation":
-        from loops.bench_ablation import run_ablation
+        from loops.bench.ablation import run_ablation
 
         if args.variants is not None and args.json is None:  # a subset must not replace the whole ablation's file
             raise ValidationError("--json", None, "a path when --variants runs a subset (e.g. bench/ablation_seed.json)")
@@ -252,10 +252,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                                                variants=args.variants))
         return 0
     if args.what == "surrogate":
-        from loops.bench_surrogate import main as surrogate_bench
+        from loops.bench.surrogate import main as surrogate_bench
 
         if args.throughput_only:
-            from loops.bench_surrogate import remeasure_throughput
+            from loops.bench.surrogate import remeasure_throughput
 
             if not args.json:
                 raise ConfigError("--throughput-only measures again into an earlier result: name it with --json "
@@ -269,14 +269,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"wrote {out}")
         return 0
     if args.what == "decode":
-        from loops.bench_decode import run_decode_bench
+        from loops.bench.decode import run_decode_bench
 
         kw = {"n_patients": args.n_patients} if args.n_patients else {}
         _write_json(_bench_out(args, "decode"), run_decode_bench(quick=args.quick, recordings=args.recordings,
                                                                  progress=not args.quiet, **kw))
         return 0
     if args.what == "real":
-        from loops.bench_real import run_real_bench
+        from loops.bench.real import run_real_bench
 
         _write_json(_bench_out(args, "real"), run_real_bench(args.recordings, progress=not args.quiet))
         return 0

@@ -235,7 +235,7 @@ def train_simulated_state_decoder(family: str, out: str | Path, *, n_patients: i
     from tqdm import tqdm
 
     from bfm_stim.decoding import RestAlignment, StateDecoder, fit_decoder, score
-    from loops.bench_decode import POOL, _Encoders, _rest_windows, simulate_tasks
+    from loops.bench.decode import POOL, _Encoders, _rest_windows, simulate_tasks
     from simulators.registry import cohort
 
     enc = _Encoders(source)

@@ -138,7 +138,7 @@ def _bench_section(bench: dict[str, Any]) -> list[str]:
              "Medians over the evaluation patients (the number per cell is in the JSON). `state_oracle` is the ceiling "
              "of every metric: the mean of independent noise continuations of each test trial from the simulator's true "
              "state at onset, the best forecast a model of the observations can make (up to a faint leak of "
-             "post-onset data into the contexts by the resampling filter; see `loops.bench_data.state_oracle`).", "",
+             "post-onset data into the contexts by the resampling filter; see `loops.bench.data.state_oracle`).", "",
              "| method | data (s) | R² 40 ms | R² 160 ms | stim-effect R² | held-out stim R² | z→hidden R² | coverage 90 % |",
              "|---|---|---|---|---|---|---|---|"]
     for m, per in bench["results"].items():

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from loops.bench_adapt_tuning import FULL, REPORT_METRICS, SCORE_METRICS, validation_seeds
+from loops.bench.adapt_tuning import FULL, REPORT_METRICS, SCORE_METRICS, validation_seeds
 
 
 def parse(v: str):
@@ -31,8 +31,8 @@ def one(job):
     from bfm_stim.model.adapt import adapt, infer_embedding
     from bfm_stim.model.checkpoint import load_checkpoint
     from bfm_stim.surrogate import default_checkpoint
-    from loops.bench_data import make_eval_patient
-    from loops.bench_surrogate import _eval_bfm, _forecaster
+    from loops.bench.data import make_eval_patient
+    from loops.bench.surrogate import _eval_bfm, _forecaster
 
     tc, i = FULL, job["i"]
     torch.set_num_threads(1)
@@ -59,7 +59,7 @@ def one(job):
 
 def main() -> None:
     from loops._pool import map_jobs
-    from loops.bench_surrogate import FAMILIES, FULL as BENCH
+    from loops.bench.surrogate import FAMILIES, FULL as BENCH
 
     amount, out = float(sys.argv[1]), sys.argv[2]
     variants = [parse(v) for v in sys.argv[3:]]

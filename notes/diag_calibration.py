@@ -9,9 +9,9 @@ usage (one patient per process):
 notes/diag_calibration.json holds the 16 outputs and their medians.
 """
 import json, sys, numpy as np, torch
-from loops.bench_adapt_tuning import validation_seeds, FULL as TC
-from loops.bench_data import make_eval_patient, r2
-from loops.bench_surrogate import bfm_predict, _norm, _forecaster, FEATURES_OFF, FAMILIES
+from loops.bench.adapt_tuning import validation_seeds, FULL as TC
+from loops.bench.data import make_eval_patient, r2
+from loops.bench.surrogate import bfm_predict, _norm, _forecaster, FEATURES_OFF, FAMILIES
 from bfm_stim.model.adapt import adapt, infer_embedding
 from bfm_stim.model.checkpoint import load_checkpoint
 torch.set_num_threads(1)

@@ -11,9 +11,9 @@ usage (one patient per process; AMOUNT_S 120):
 notes/diag_cross_channel_base.json holds the 8 outputs (``patients``) and their medians.
 """
 import json, sys, numpy as np, torch
-from loops.bench_adapt_tuning import validation_seeds
-from loops.bench_data import make_eval_patient, r2
-from loops.bench_surrogate import bfm_predict, _norm, FEATURES_OFF, FAMILIES
+from loops.bench.adapt_tuning import validation_seeds
+from loops.bench.data import make_eval_patient, r2
+from loops.bench.surrogate import bfm_predict, _norm, FEATURES_OFF, FAMILIES
 from bfm_stim.model.adapt import adapt, infer_embedding
 from bfm_stim.model.checkpoint import load_checkpoint
 from bfm_stim.model.linear import linear_forecast, off_segments
@@ -30,7 +30,7 @@ if amount > 0:
     res = adapt(model, ser, mode="full", steps=300, lr=1e-4, seed=k, patient_init=e0, batch_size=8, max_channels=8)
     m, emb, fc = res.model, res.embedding, res.forecaster
 else:
-    from loops.bench_surrogate import _forecaster
+    from loops.bench.surrogate import _forecaster
     m, emb, fc = model, e0, _forecaster(cfg, ep.series(0))
 off = torch.as_tensor(FEATURES_OFF)[None, None].expand(len(ep.ctx), 10, -1)
 on_p = bfm_predict(m, emb, ep.session.positions, ep.ctx, ep.stim, fc)[0]

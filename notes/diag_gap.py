@@ -32,7 +32,7 @@ import time
 import numpy as np
 import torch
 
-from loops.bench_data import r2 as _r2
+from loops.bench.data import r2 as _r2
 
 LEADS_MS = (40, 160)
 FS, PATCH, CTX_P, HOR_P = 250.0, 25, 12, 10
@@ -42,7 +42,7 @@ def _lin_bounds(fam: str, seed: int, ep, long_s: float) -> dict[str, dict[int, f
     """Observation-only linear forecasters of the off windows, fitted on ``long_s`` of fresh rest."""
     import simulators
     from bfm_stim.model.linear import fit_forecaster, linear_forecast
-    from loops.bench_surrogate import _norm
+    from loops.bench.surrogate import _norm
     from loops.pretrain_corpus import resample_to
 
     p = simulators.make(fam, seed=seed, cohort="eval")
@@ -87,8 +87,8 @@ def one(i: int, long_s: float) -> dict:
     from bfm_stim.model.adapt import adapt, infer_embedding
     from bfm_stim.model.checkpoint import load_checkpoint
     from bfm_stim.surrogate import default_checkpoint
-    from loops.bench_data import make_eval_patient
-    from loops.bench_surrogate import FAMILIES, FEATURES_OFF, FULL, _norm, bfm_predict
+    from loops.bench.data import make_eval_patient
+    from loops.bench.surrogate import FAMILIES, FEATURES_OFF, FULL, _norm, bfm_predict
 
     torch.set_num_threads(1)
     seed = int(simulators.cohort("eval", FULL.n_patients)[i])

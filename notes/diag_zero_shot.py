@@ -10,9 +10,9 @@ import json, sys, time
 import numpy as np, torch
 import simulators
 from simulators import registry
-from loops.bench_adapt_tuning import validation_seeds, FULL as TC
-from loops.bench_surrogate import FAMILIES, _eval_bfm, _forecaster
-from loops.bench_data import make_eval_patient
+from loops.bench.adapt_tuning import validation_seeds, FULL as TC
+from loops.bench.surrogate import FAMILIES, _eval_bfm, _forecaster
+from loops.bench.data import make_eval_patient
 from bfm_stim.model.adapt import infer_embedding
 from bfm_stim.model.checkpoint import load_checkpoint
 from bfm_stim.surrogate import default_checkpoint

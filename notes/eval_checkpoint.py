@@ -6,7 +6,7 @@ The 8 validation patients and 2 min of probes of `bfm-stim bench adapt-tuning`, 
 surrogate benchmark's two pretrained settings (fine-tune 300@1e-4, embedding 300@3e-4).
 """
 import dataclasses, json, sys
-from loops.bench_adapt_tuning import FULL, run_adapt_tuning
+from loops.bench.adapt_tuning import FULL, run_adapt_tuning
 if __name__ == "__main__":
     ck, out = sys.argv[1], sys.argv[2]
     tc = dataclasses.replace(FULL, grids=(("pretrained_finetune", ((300, 1e-4),)), ("pretrained_embedding", ((300, 3e-4),))))

@@ -7,12 +7,12 @@ at 1e-3 (score 0.543; 0.480 at 300 steps), so the baseline might gain from more:
 patients, data and score with 3000 steps at 1e-3 and 3e-4 (the pretrained picks there score 1.14).
 
 Superseded: the 10-min sweep's own grid now has these settings and 6000 steps
-(loops.bench_adapt_tuning.LONG_SETTINGS); bench/adapt_tuning_600s.json took this file's rows over
+(loops.bench.adapt_tuning.LONG_SETTINGS); bench/adapt_tuning_600s.json took this file's rows over
 with --reuse, and the benchmark uses the pick, 3000 steps at 1e-3.
 """
 import dataclasses, json, sys
 
-from loops.bench_adapt_tuning import FULL, run_adapt_tuning
+from loops.bench.adapt_tuning import FULL, run_adapt_tuning
 
 if __name__ == "__main__":
     tc = dataclasses.replace(FULL, amount_s=600.0, grids=(("scratch", ((3000, 1e-3), (3000, 3e-4))),))

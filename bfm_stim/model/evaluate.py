@@ -2,7 +2,7 @@
 
 Everything is in per-window normalised units: each window's context and future are normalised by the
 context's own per-channel mean and standard deviation, as the BFM sees them. The same functions score
-the surrogate benchmark (``loops/bench_surrogate.py``), ``bfm-stim adapt``'s held-out check and
+the surrogate benchmark (``loops/bench/surrogate.py``), ``bfm-stim adapt``'s held-out check and
 ``bfm-stim bench real``.
 """
 

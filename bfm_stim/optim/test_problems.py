@@ -1,6 +1,6 @@
 """Declared synthetic problems with a closed-form cost and a known optimum (BoTorch test-function style).
 
-Used by the optimizer recovery tests and by :mod:`bfm_stim.optim.bench_ask`; not a patient model.
+Used by the optimizer recovery tests and by :mod:`loops.bench.ask`; not a patient model.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def test_short_recordings_hold_out_nothing_and_say_so(tmp_path, caplog):
 
 
 def test_bench_real_on_small_recordings(recordings_dir, tmp_path):
-    from loops.bench_real import run_real_bench
+    from loops.bench.real import run_real_bench
     from loops.cli import main as cli
 
     res = run_real_bench(recordings_dir, files=["minimal.xdf", "test_bdf_stim_channel.bdf"], steps=10)

@@ -167,12 +167,12 @@ def test_bench_refuses_options_the_benchmark_does_not_take(capsys, argv, flag, t
 
 
 def test_bench_without_json_writes_under_runs_and_says_where(tmp_path, monkeypatch, capsys):
-    import loops.bench_session
-    import simulators.bench
+    import loops.bench.session
+    import loops.bench.simulator
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(simulators.bench, "run_simulator_bench", lambda **kw: {"kw": kw})
-    monkeypatch.setattr(loops.bench_session, "run_session_bench", lambda **kw: {"kw": kw})
+    monkeypatch.setattr(loops.bench.simulator, "run_simulator_bench", lambda **kw: {"kw": kw})
+    monkeypatch.setattr(loops.bench.session, "run_session_bench", lambda **kw: {"kw": kw})
     assert main(["-q", "bench", "simulator", "--patients", "2"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == "wrote runs/bench/simulator.json"
     assert json.loads((tmp_path / "runs/bench/simulator.json").read_text()) == {"kw": {"n_patients": 2}}

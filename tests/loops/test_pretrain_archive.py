@@ -210,11 +210,11 @@ def test_archive_config_errors(archive, tmp_path):
 
 
 def test_bench_pretrain_real_reuses_sim_corpus_and_loads_shards_once(tmp_path):
-    """loops.bench_pretrain_real: a simulated corpus built elsewhere is reused (read only) when its
+    """loops.bench.pretrain_real: a simulated corpus built elsewhere is reused (read only) when its
     [corpus] matches, refused otherwise; its shard loader gives load_shard's series."""
     import dataclasses
 
-    from loops.bench_pretrain_real import _load_shard_once, link_sim_corpus
+    from loops.bench.pretrain_real import _load_shard_once, link_sim_corpus
     from loops.pretrain import build_corpus, load_config
 
     base = load_config(REPO / "configs" / "pretrain-tiny.toml")

@@ -15,7 +15,7 @@ linear forecaster from ``rest_s`` of simulated rest, scored (forecast R² at 40 
 Only stimulation-off forecasts are scored: the stimulus-locked response term, which reads each
 channel's distance to the stimulated contact, is not exercised. The linear forecaster does not read
 positions, so it is the same in the three variants; only the
-network's use of the positions changes. ``bfm-stim bench real`` (:mod:`loops.bench_real`) writes the
+network's use of the positions changes. ``bfm-stim bench real`` (:mod:`loops.bench.real`) writes the
 result as its ``missing_positions`` block.
 """
 

@@ -11,10 +11,10 @@ import pytest
 
 from bfm_stim.exceptions import ValidationError
 from bfm_stim.model import load_checkpoint
-from loops.bench_ablation import FULL, QUICK, VARIANTS, AblationConfig, run_ablation, variant_config
+from loops.bench.ablation import FULL, QUICK, VARIANTS, AblationConfig, run_ablation, variant_config
 from loops.pretrain import load_config
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_variants_switch_one_objective_each_and_share_the_corpus(tmp_path):
@@ -44,7 +44,7 @@ def test_variants_switch_one_objective_each_and_share_the_corpus(tmp_path):
 
 
 def test_select_variants_keeps_the_reference_first():
-    from loops.bench_ablation import select_variants
+    from loops.bench.ablation import select_variants
 
     assert [n for n, _ in select_variants("full, full_seed1")] == ["full", "full_seed1"]
     assert select_variants(["full", "no_masked", "full"]) == VARIANTS[:2]

@@ -1,4 +1,4 @@
-"""The missing-positions block of ``bfm-stim bench real`` (loops/bench_positions.py): one patient, short rest."""
+"""The missing-positions block of ``bfm-stim bench real`` (loops/bench/positions.py): one patient, short rest."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bfm_stim.exceptions import ValidationError
-from loops.bench_positions import VARIANTS, derangement, run_positions_bench
+from loops.bench.positions import VARIANTS, derangement, run_positions_bench
 
 
 def test_block_has_finite_r2_for_each_variant():

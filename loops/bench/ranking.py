@@ -35,7 +35,7 @@ import numpy as np
 
 from bfm_stim._logging import get_logger
 
-log = get_logger("loops.bench_ranking")
+log = get_logger("loops.bench.ranking")
 FAMILIES = ("bg-beta-v0", "cortex-jr-epileptic-v0")
 OBJECTIVES = ("latent", "bandpower")
 SLICES = ("random", "contact", "frequency", "amplitude")

@@ -1,6 +1,6 @@
 """``bfm-stim bench adapt-tuning``: pick each trained method's steps and learning rate on validation patients.
 
-The surrogate benchmark (:mod:`loops.bench_surrogate`) adapts three ways: the pretrained model with
+The surrogate benchmark (:mod:`loops.bench.surrogate`) adapts three ways: the pretrained model with
 its embedding and read-in/out tuned, the pretrained model fine-tuned whole, and the same architecture
 trained from scratch. Each needs a number of optimiser steps and a learning rate; a method whose
 settings were guessed while another's were tuned would not be a fair comparison. This sweep tunes
@@ -19,7 +19,7 @@ all three the same way:
   adaptation can move; 40 ms is near its ceiling zero-shot), ties to the cheaper setting.
 
 The JSON holds every (patient, method, setting) row, the medians, and ``picks``; the benchmark's
-:data:`loops.bench_surrogate.FULL` uses the picks (a test checks they agree). The picks at 2 min do
+:data:`loops.bench.surrogate.FULL` uses the picks (a test checks they agree). The picks at 2 min do
 not fit every amount (300 steps on 10 s of probes overfit), so ``--amount S`` runs the same sweep at
 S s of probes (``bench/adapt_tuning_{S}s.json``; from :data:`LONG_FROM_S` on, every method's grid
 also has a 1000-step setting and the from-scratch grid goes on to 6000 steps), and the benchmark's
@@ -141,7 +141,7 @@ def unpack_setting(setting: Sequence[float]) -> tuple[int, float, float]:
 def validation_seeds(n_val: int) -> list[int]:
     """Eval-cohort seeds after the surrogate benchmark's patients (and its scratch validation patient)."""
     import simulators
-    from loops.bench_surrogate import FULL as BENCH
+    from loops.bench.surrogate import FULL as BENCH
 
     skip = BENCH.n_patients + 1
     return [int(s) for s in simulators.cohort("eval", skip + n_val)[skip:]]
@@ -151,8 +151,8 @@ def _tune_patient(job: dict[str, Any]) -> dict[str, Any]:
     """Every grid setting of every method on one validation patient (in a worker or inline)."""
     from bfm_stim.model.adapt import adapt, infer_embedding
     from bfm_stim.model.checkpoint import load_checkpoint
-    from loops.bench_data import make_eval_patient
-    from loops.bench_surrogate import _eval_bfm, _forecaster, _scratch_model
+    from loops.bench.data import make_eval_patient
+    from loops.bench.surrogate import _eval_bfm, _forecaster, _scratch_model
 
     tc: TuningConfig = job["tc"]
     i = job["i"]
@@ -268,7 +268,7 @@ def run_adapt_tuning(quick: bool = False, checkpoint: str | None = None, *, conf
 
     from bfm_stim.model.checkpoint import load_checkpoint
     from bfm_stim.surrogate import default_checkpoint
-    from loops.bench_surrogate import FAMILIES
+    from loops.bench.surrogate import FAMILIES
 
     if rest and amount_s is not None:
         raise ValidationError("amount_s", amount_s, "None with rest=True (rest only has no probe trials)")
@@ -285,7 +285,7 @@ def run_adapt_tuning(quick: bool = False, checkpoint: str | None = None, *, conf
     _, info = load_checkpoint(ck)
     seeds = validation_seeds(tc.n_val)
     n_pre = int(info["extra"].get("pretrain_config", {}).get("corpus", {}).get("n_patients", 0))
-    from loops.bench_surrogate import FULL as BENCH
+    from loops.bench.surrogate import FULL as BENCH
 
     first = BENCH.n_patients + 1  # the benchmark's patients and its scratch validation patient come first
     reported = set(simulators.cohort("eval", first))

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from loops.bench_ranking import FAMILIES, OBJECTIVES, SLICES, run_ranking_bench
+from loops.bench.ranking import FAMILIES, OBJECTIVES, SLICES, run_ranking_bench
 
 
 @pytest.mark.slow

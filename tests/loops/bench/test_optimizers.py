@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loops.bench_optimizers import run_optimizer_bench
+from loops.bench.optimizers import run_optimizer_bench
 
 
 SMOKE = ("random", "bo", "egreedy")  # the full set runs in `bfm-stim bench optimizers`; guided asks took ~20 s here at 2 torch threads on a loaded machine; ~1-2 s now

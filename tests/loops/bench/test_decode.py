@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from loops.bench_decode import CROSS_METHODS, LABEL_S, simulate_tasks
+from loops.bench.decode import CROSS_METHODS, LABEL_S, simulate_tasks
 from simulators.registry import cohort
 
 

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from bfm_stim.exceptions import ValidationError
-from loops.bench_surrogate import FULL, METRICS, BenchConfig, remeasure_throughput, run_surrogate_bench, write_plot
+from loops.bench.surrogate import FULL, METRICS, BenchConfig, remeasure_throughput, run_surrogate_bench, write_plot
 
 
 @pytest.mark.timeout(240)
@@ -56,7 +56,7 @@ def test_patients_in_two_processes_give_the_single_process_figures():
     """The per-patient pool (spawned workers re-simulate their patient) changes nothing in the results."""
     import dataclasses
 
-    from loops.bench_surrogate import QUICK
+    from loops.bench.surrogate import QUICK
 
     one = run_surrogate_bench(config=dataclasses.replace(QUICK, amounts_s=(10.0,)), progress=False)
     two = run_surrogate_bench(config=dataclasses.replace(QUICK, amounts_s=(10.0,), workers=2), progress=False)
@@ -68,8 +68,8 @@ def test_state_oracle_is_the_ceiling():
     """The state oracle (mean of noise continuations from the true state at onset) forecasts better than
     the models of the observations on the same windows: the ARX model, the linear path and the zero-shot
     BFM. An oracle whose branches did not share the trial's past would forecast at R² about 0."""
-    from loops.bench_data import make_eval_patient
-    from loops.bench_surrogate import _bench_patient, QUICK
+    from loops.bench.data import make_eval_patient
+    from loops.bench.surrogate import _bench_patient, QUICK
     from bfm_stim.model.checkpoint import load_checkpoint
     from bfm_stim.surrogate import default_checkpoint
     import dataclasses
@@ -95,7 +95,7 @@ def test_model_card_benchmark_section_is_rewritten_from_the_json(tmp_path):
 
     from loops.ship import BENCH_HEADING, refresh_card_benchmark
 
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     shutil.copy(repo / "bfm_stim" / "checkpoints" / "default" / "MODEL_CARD.md", tmp_path / "MODEL_CARD.md")
     head = (tmp_path / "MODEL_CARD.md").read_text().split(BENCH_HEADING)[0]
     bench = json.loads((repo / "bench" / "surrogate.json").read_text())

@@ -12,17 +12,17 @@ import pytest
 import simulators
 from bfm_stim.exceptions import ValidationError
 from loops.offline import repo_path
-from loops.bench_adapt_tuning import FULL as FULL_TUNING
-from loops.bench_adapt_tuning import LONG_FROM_S, LONG_SETTINGS
-from loops.bench_adapt_tuning import (QUICK, REST, SCORE_METRICS, _pick, run_adapt_tuning, setting_key,
+from loops.bench.adapt_tuning import FULL as FULL_TUNING
+from loops.bench.adapt_tuning import LONG_FROM_S, LONG_SETTINGS
+from loops.bench.adapt_tuning import (QUICK, REST, SCORE_METRICS, _pick, run_adapt_tuning, setting_key,
                                       unpack_setting, validation_seeds)
 
-TUNING_JSON = Path(__file__).resolve().parents[2] / "bench" / "adapt_tuning.json"
-REST_JSON = Path(__file__).resolve().parents[2] / "bench" / "adapt_tuning_rest.json"
+TUNING_JSON = Path(__file__).resolve().parents[3] / "bench" / "adapt_tuning.json"
+REST_JSON = Path(__file__).resolve().parents[3] / "bench" / "adapt_tuning_rest.json"
 
 
 def test_validation_patients_are_neither_reported_nor_pretrained():
-    from loops.bench_surrogate import FULL as BENCH
+    from loops.bench.surrogate import FULL as BENCH
 
     val = validation_seeds(8)
     reported = simulators.cohort("eval", BENCH.n_patients + 1)  # the 20 reported + the scratch validation patient
@@ -79,7 +79,7 @@ def test_quick_sweep_structure(rest, monkeypatch):
 
 def test_surrogate_bench_uses_the_tuned_settings():
     """FULL's adaptation settings are the picks of the committed sweep (rerun both when either changes)."""
-    from loops.bench_surrogate import FULL as BENCH
+    from loops.bench.surrogate import FULL as BENCH
 
     picks = json.loads(TUNING_JSON.read_text())["picks"]
     fin, emb, scr = picks["pretrained_finetune"], picks["pretrained_embedding"], picks["scratch"]
@@ -93,7 +93,7 @@ def test_surrogate_bench_uses_the_tuned_settings():
 @pytest.mark.parametrize("amount", [10.0, 30.0, 600.0])
 def test_surrogate_bench_uses_each_amounts_own_picks(amount):
     """At its other amounts FULL uses the picks of the sweep at that amount (``--amount``), every trained method."""
-    from loops.bench_surrogate import FULL as BENCH
+    from loops.bench.surrogate import FULL as BENCH
 
     assert amount in BENCH.trained_amounts_s
     res = json.loads((TUNING_JSON.parent / f"adapt_tuning_{amount:g}s.json").read_text())
@@ -169,7 +169,7 @@ def test_reuse_takes_over_matching_rows_and_refuses_other_checkpoints(tmp_path):
                                             "KeyError: 'zero_shot'"),
                                            (None, "JSONDecodeError")])
 def test_reuse_refuses_other_sweeps_before_any_work(tmp_path, change, field):
-    from loops.bench_adapt_tuning import _load_reuse
+    from loops.bench.adapt_tuning import _load_reuse
 
     path = tmp_path / "old.json"
     if change is None:

@@ -50,7 +50,7 @@ __all__ = ["AblationConfig", "FULL", "QUICK", "VARIANTS", "run_ablation", "selec
            "variant_config"]
 
 log = get_logger("bench.ablation")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 METRICS = ("forecast_r2_40ms", "forecast_r2_160ms", "stim_effect_r2")
 
 # (name, overrides): a bare key is a loss field, ``train.FIELD`` a training setting
@@ -166,8 +166,8 @@ def _eval_patient(job: dict[str, Any]) -> dict[str, Any]:
     """Zero-shot and adapted metrics of every variant on one evaluation patient."""
     from bfm_stim.model.adapt import adapt, infer_embedding
     from bfm_stim.model.checkpoint import load_checkpoint
-    from loops.bench_data import make_eval_patient
-    from loops.bench_surrogate import _eval_bfm, _forecaster
+    from loops.bench.data import make_eval_patient
+    from loops.bench.surrogate import _eval_bfm, _forecaster
 
     ac: AblationConfig = job["ac"]
     i = job["i"]
@@ -205,7 +205,7 @@ def run_ablation(quick: bool = False, *, config: AblationConfig | None = None, r
     """
     import simulators
 
-    from loops.bench_surrogate import FAMILIES
+    from loops.bench.surrogate import FAMILIES
     from loops.pretrain import load_config
 
     ac = config or (QUICK if quick else FULL)

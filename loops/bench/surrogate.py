@@ -4,11 +4,11 @@ On evaluation-cohort patients of every family (seeds disjoint from pretraining, 
 adaptation data of 0 s (rest only), 10 s, 30 s, 2 min and 10 min of probe stimulation, it compares
 the pretrained BFM (zero-shot; embedding + read-in/out adaptation; full fine-tuning), the same
 architecture trained from scratch (steps and learning rate of all three trained methods picked alike on
-validation patients by :mod:`loops.bench_adapt_tuning`), a per-patient
+validation patients by :mod:`loops.bench.adapt_tuning`), a per-patient
 ridge ARX model, the BFM's own linear path alone (the closed-form per-patient forecaster, no
 network: what pretraining adds on top of it) and persistence, against the ceiling of the metrics: the state
 oracle, which forecasts each test trial as the mean of independent noise continuations from the
-simulator's true state at onset (:func:`loops.bench_data.state_oracle`; a ceiling up to a faint
+simulator's true state at onset (:func:`loops.bench.data.state_oracle`; a ceiling up to a faint
 resampling leak it documents). Metrics: forecast R² at 40 and 160 ms, stimulation-effect R²
 (stimulated run minus its same-noise counterfactual; all test stimuli and the held-out amplitudes,
 frequencies and contacts), linear R² from z to the hidden sources, cross-patient latent
@@ -39,8 +39,8 @@ from bfm_stim.model.checkpoint import load_checkpoint
 from bfm_stim.model.evaluate import bfm_predict  # noqa: F401  (re-exported: notes and tests import it from here)
 from bfm_stim.model.evaluate import normalised as _norm
 from bfm_stim.surrogate import Surrogate, default_checkpoint
-from loops.bench_adapt_tuning import unpack_setting
-from loops.bench_data import TEST_KINDS, ArxModel, EvalPatient, forecast_r2, make_eval_patient, r2
+from loops.bench.adapt_tuning import unpack_setting
+from loops.bench.data import TEST_KINDS, ArxModel, EvalPatient, forecast_r2, make_eval_patient, r2
 from loops.pretrain_corpus import FEATURES_OFF
 from loops.offline import repo_path
 
@@ -380,7 +380,7 @@ def run_surrogate_bench(quick: bool = False, checkpoint: str | Path | None = Non
 
 
 def _geometry(cfg: Any, bc: BenchConfig) -> dict[str, Any]:
-    """Keyword arguments of :func:`loops.bench_data.make_eval_patient` for this model and benchmark size."""
+    """Keyword arguments of :func:`loops.bench.data.make_eval_patient` for this model and benchmark size."""
     return dict(fs=cfg.fs, patch_len=cfg.patch_len, ctx_patches=cfg.max_patches - cfg.horizon_patches,
                 hor_patches=cfg.horizon_patches, rest_s=bc.rest_s, probe_s=max(bc.amounts_s), cal_s=bc.cal_s,
                 n_test=bc.n_test, hidden_s=bc.hidden_s, oracle_branches=bc.oracle_branches)
@@ -555,7 +555,7 @@ def main(json_path: str | Path, *, quick: bool = False, checkpoint: str | Path |
     return res
 
 
-if __name__ == "__main__":  # python -m loops.bench_surrogate bench/surrogate.json [--quick]
+if __name__ == "__main__":  # python -m loops.bench.surrogate bench/surrogate.json [--quick]
     import argparse
 
     ap = argparse.ArgumentParser(description="surrogate benchmark")

@@ -21,7 +21,7 @@ It runs as a preset of the benchmark harness (:func:`preset_config`: :mod:`loops
 seeding, one task per patient whose runs share one cost model in order, as before the harness) and
 turns the harness' per-trial rows into this JSON (:func:`legacy_row`).
 Patients run in a process pool of ``workers``; the bare-BoTorch seconds-per-ask comparison
-(:func:`bfm_stim.optim.bench_ask.bench_ask`) runs in the same call.
+(:func:`loops.bench.ask.bench_ask`) runs in the same call.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 from bfm_stim._logging import get_logger
 from loops.offline import repo_path
 
-log = get_logger("loops.bench_optimizers")
+log = get_logger("loops.bench.optimizers")
 THRESHOLD = 0.05
 LEAN_BO = dict(num_restarts=2, raw_samples=64, mc_samples=32, maxiter=30)
 # variant -> (registered optimizer, settings overrides)
@@ -211,7 +211,7 @@ def run_optimizer_bench(quick: bool = False, n_patients: int = 10, seeds: int = 
         runs_dir: Keep the harness' per-run results (``cells/*.json``, resumable) here (default: a
             temporary folder, removed).
     """
-    from bfm_stim.optim.bench_ask import bench_ask
+    from loops.bench.ask import bench_ask
     from loops.offline import checkpoint_path
 
     if quick:

@@ -14,7 +14,7 @@ forecaster at 40 ms on at least half of them; no divergence goes unreported (a r
 loss turned non-finite or exploded, or whose held-out error grew past the divergence factor, must
 carry a ``diverged`` fallback).
 
-Beside the recordings, the ``missing_positions`` block (:mod:`loops.bench_positions`) measures on
+Beside the recordings, the ``missing_positions`` block (:mod:`loops.bench.positions`) measures on
 simulated evaluation patients, where the electrode positions are known, what the zero-shot forecast
 loses when the positions are missing (NaN) or wrong (shuffled across channels), as a recording
 without a montage or with the wrong one would give it.
@@ -38,7 +38,7 @@ from bfm_stim.exceptions import BfmStimError
 __all__ = ["DEFAULT_RECORDINGS", "SUFFIXES", "EXPLODE_FACTOR", "recordings_in", "bench_recording", "run_real_bench"]
 
 log = get_logger("bench.real")
-DEFAULT_RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "recordings"
+DEFAULT_RECORDINGS = Path(__file__).resolve().parents[3] / "shared" / "data" / "recordings"
 SUFFIXES = (".fif", ".fif.gz", ".edf", ".bdf", ".vhdr", ".xdf")  # what Recording.read takes
 EXPLODE_FACTOR = 10.0  # as bfm_stim.model.adapt.adapt's default: what counts as a divergence
 
@@ -159,7 +159,7 @@ def run_real_bench(recordings: str | Path | None = None, *, files: Sequence[str]
         steps, lr: adaptation settings (default: ``bfm-stim adapt``'s).
         seed: adaptation seed.
         missing_positions: simulated patients per family of the ``missing_positions`` block
-            (:func:`loops.bench_positions.run_positions_bench`); 0 leaves the block out.
+            (:func:`loops.bench.positions.run_positions_bench`); 0 leaves the block out.
         progress: log one line per recording.
 
     Raises:
@@ -190,7 +190,7 @@ def run_real_bench(recordings: str | Path | None = None, *, files: Sequence[str]
                 log.info("%s: skipped (%s)", row["file"], row["reason"])
     extra: dict[str, Any] = {}
     if missing_positions:
-        from loops.bench_positions import run_positions_bench
+        from loops.bench.positions import run_positions_bench
 
         extra["missing_positions"] = run_positions_bench(checkpoint, n_per_family=missing_positions, seed=seed,
                                                          progress=progress)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bfm_stim.lsl.bench import run_latency_bench
+from loops.bench.latency import run_latency_bench
 
 pytestmark = [pytest.mark.lsl, pytest.mark.slow]
 

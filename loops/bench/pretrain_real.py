@@ -13,7 +13,7 @@ Two stages, so the second can run where mne/mne-bids are not installed (e.g. a G
    uniformly over series (patients and real pieces). Then zero-shot forecast R² at 40/160 ms:
    on the last ``holdout_frac`` of each real recording (forecast targets there only; embedding and
    linear forecaster from the first part), and on simulated evaluation patients
-   (:mod:`loops.bench_surrogate`'s zero-shot metric: embedding from 30 s of rest).
+   (:mod:`loops.bench.surrogate`'s zero-shot metric: embedding from 30 s of rest).
 """
 
 from __future__ import annotations
@@ -146,8 +146,8 @@ def eval_real(model: Any, eval_npz: Path, bc: RealBenchConfig) -> dict[str, Any]
     """Zero-shot forecast R² with targets in the held-out last part of each recording."""
     from bfm_stim.model.adapt import infer_embedding
     from bfm_stim.model.data import PatientSeries
-    from loops.bench_data import forecast_r2
-    from loops.bench_surrogate import _forecaster, _norm, bfm_predict
+    from loops.bench.data import forecast_r2
+    from loops.bench.surrogate import _forecaster, _norm, bfm_predict
     from loops.pretrain_corpus import FEATURES_OFF
 
     cfg = model.config
@@ -179,8 +179,8 @@ def eval_real(model: Any, eval_npz: Path, bc: RealBenchConfig) -> dict[str, Any]
 
 def _sim_patients(model: Any, bc: RealBenchConfig) -> list[Any]:
     import simulators
-    from loops.bench_data import make_eval_patient
-    from loops.bench_surrogate import FAMILIES
+    from loops.bench.data import make_eval_patient
+    from loops.bench.surrogate import FAMILIES
 
     cfg = model.config
     seeds = simulators.cohort("eval", bc.n_sim_patients)
@@ -191,9 +191,9 @@ def _sim_patients(model: Any, bc: RealBenchConfig) -> list[Any]:
 
 
 def eval_sim(model: Any, eps: list[Any]) -> dict[str, Any]:
-    """Zero-shot forecast R² on simulated evaluation patients (loops.bench_surrogate's metric)."""
+    """Zero-shot forecast R² on simulated evaluation patients (loops.bench.surrogate's metric)."""
     from bfm_stim.model.adapt import infer_embedding
-    from loops.bench_surrogate import _eval_bfm, _forecaster
+    from loops.bench.surrogate import _eval_bfm, _forecaster
 
     cfg = model.config
     per = []
@@ -322,7 +322,7 @@ def _means(res: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-if __name__ == "__main__":  # python -m loops.bench_pretrain_real {prepare|run} ...
+if __name__ == "__main__":  # python -m loops.bench.pretrain_real {prepare|run} ...
     import argparse
 
     from bfm_stim._logging import log_to_stderr

@@ -43,7 +43,7 @@ from bfm_stim._logging import get_logger
 
 __all__ = ["run_decode_bench", "simulate_tasks", "TASKS", "LABEL_S"]
 
-log = get_logger("loops.bench_decode")
+log = get_logger("loops.bench.decode")
 
 FAMILIES = ("bg-beta-v0", "cortex-jr-epileptic-v0")
 TASKS = ("state", "stim", "flicker", "hidden")
@@ -232,7 +232,7 @@ def _real(recordings: Path | None, enc: _Encoders) -> list[dict[str, Any]]:
     from loops.recording_input import prepare_recording
 
     rows: list[dict[str, Any]] = []
-    from loops.bench_real import DEFAULT_RECORDINGS
+    from loops.bench.real import DEFAULT_RECORDINGS
 
     folder = recordings or DEFAULT_RECORDINGS
     if not folder.is_dir():

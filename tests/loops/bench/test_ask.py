@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from bfm_stim.optim.bench_ask import bench_ask
+from loops.bench.ask import bench_ask
 
 
 def test_bench_ask_small():

@@ -43,7 +43,7 @@ def _helper(args: list[str]) -> subprocess.Popen:
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.Popen([sys.executable, "-m", "bfm_stim.lsl.bench", *args], env=env,
+    return subprocess.Popen([sys.executable, "-m", "loops.bench.latency", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -227,8 +227,8 @@ def _loop(source_id: str, key_file: str, trigger_every: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bfm_stim.lsl.bench [run|echo|loop]``."""
-    p = argparse.ArgumentParser(prog="python -m bfm_stim.lsl.bench")
+    """``python -m loops.bench.latency [run|echo|loop]``."""
+    p = argparse.ArgumentParser(prog="python -m loops.bench.latency")
     sub = p.add_subparsers(dest="mode", required=True)
     r = sub.add_parser("run")
     r.add_argument("--json")

@@ -28,7 +28,7 @@ from bfm_stim._logging import get_logger
 
 __all__ = ["run_session_bench"]
 
-log = get_logger("loops.bench_session")
+log = get_logger("loops.bench.session")
 
 
 def _one(seed: int, out: Path, *, speed: float, budget: int, rest_s: float, segment_s: float,
@@ -88,7 +88,7 @@ def run_session_bench(n_patients: int = 5, *, speed: float = 1.0, budget: int = 
                       demo: bool = True, quick: bool = False) -> dict[str, Any]:
     """Run the benchmark (module docstring); returns the JSON-ready result with its ``targets`` block."""
     import simulators
-    from bfm_stim.lsl.bench import _raw_round_trip, _stats
+    from loops.bench.latency import _raw_round_trip, _stats
 
     if quick:
         n_patients, budget, rest_s, segment_s, demo = 1, 4, 6.0, 4.0, False
