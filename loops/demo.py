@@ -62,7 +62,7 @@ def demo_config(source_id: str, key: Path, *, budget: int, rest_s: float, contin
     from loops.session.config import SessionConfig
 
     return SessionConfig.from_dict({
-        "device": {"source_id": source_id, "key_file": str(key.resolve()), "connect_timeout_s": 60.0},
+        "device": {"source_id": source_id, "key_file": str(key.resolve()), "connect_timeout_s": 120.0},
         "calibration": {"rest_s": rest_s, "mode": "zero_shot", "target": "healthy"},
         "trials": {"optimizer": "guided", "budget": budget, "rest_s": 2.0},
         "continuous": {"segments": ["adaptive"] if continuous_s > 0 else [], "duration_s": max(continuous_s, 0.5)},

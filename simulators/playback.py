@@ -169,8 +169,8 @@ def serve_recording(path: str, key_file: str, *, loop: bool = False, speed: floa
     return server.run()
 
 
-def main(argv: Sequence[str] | None = None, *, prog: str = "python -m simulators.playback") -> int:
-    """``python -m simulators.playback FILE``: serve a recording until its end or a signal."""
+def build_parser(prog: str = "python -m simulators.playback") -> argparse.ArgumentParser:
+    """The command-line options of ``simulators.playback`` (``bfm-stim play``)."""
     p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("file")
     p.add_argument("--key-file", required=True)
@@ -187,6 +187,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m simulators
     p.add_argument("--lsl-scope", choices=SCOPES, default="machine")
     p.add_argument("--log-level", default=None,
                    help="DEBUG, INFO, WARNING ... (default: WARNING; under bfm-stim its -v/-q level)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m simulators.playback") -> int:
+    """``python -m simulators.playback FILE``: serve a recording until its end or a signal."""
+    p = build_parser(prog)
     a = p.parse_args(argv)
     log_to_stderr(a.log_level)  # one handler, on the package logger: no second copy of each line
     configure(a.lsl_scope)

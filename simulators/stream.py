@@ -329,8 +329,8 @@ def serve(patient_id: str | None, seed: int, key_file: str, speed: float = 1.0, 
     return server.run()
 
 
-def main(argv: Sequence[str] | None = None, *, prog: str = "python -m simulators.stream") -> int:
-    """``python -m simulators.stream``: serve a patient until SIGINT/SIGTERM."""
+def build_parser(prog: str = "python -m simulators.stream") -> argparse.ArgumentParser:
+    """The command-line options of ``simulators.stream`` (``bfm-stim serve``)."""
     p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--patient", help="registered patient id, e.g. bg-beta-v0")
@@ -348,6 +348,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m simulators
     p.add_argument("--lsl-scope", choices=SCOPES, default="machine")
     p.add_argument("--log-level", default=None,
                    help="DEBUG, INFO, WARNING ... (default: WARNING; under bfm-stim its -v/-q level)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m simulators.stream") -> int:
+    """``python -m simulators.stream``: serve a patient until SIGINT/SIGTERM."""
+    p = build_parser(prog)
     a = p.parse_args(argv)
     log_to_stderr(a.log_level)  # one handler, on the package logger: no second copy of each line
     configure(a.lsl_scope)
