@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from bfm_stim.exceptions import ValidationError
-from bfm_stim.space import FEATURE_NAMES
+from bfm_stim.stim_features import FEATURE_NAMES
 
 if TYPE_CHECKING:
     from bfm_stim.surrogate import Forecast, Surrogate

@@ -3,8 +3,10 @@
 A :class:`Recording` holds ``data`` of shape ``(n_channels, n_samples)`` (float32; voltage channels
 in µV), the sampling rate in Hz, channel names, types, units, electrode positions in m and a tuple
 of :class:`Event`. Readers for EDF/BDF/FIF/BrainVision (through MNE) and XDF (through pyxdf) live in
-:mod:`bfm_stim.io`; preprocessing is scipy-only (:mod:`bfm_stim.preprocessing`). Every method
-returns a new recording; none modifies its input.
+:mod:`bfm_stim.io`, which builds on this module and installs them behind :meth:`Recording.read`,
+:meth:`Recording.write_fif`, :meth:`Recording.to_mne` and :meth:`Recording.from_mne`. Preprocessing
+is scipy-only (:mod:`bfm_stim.preprocessing`). Every method returns a new recording; none modifies
+its input.
 
 Example:
     >>> rec = Recording.read("session_raw.fif")                       # doctest: +SKIP
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from bfm_stim import _recording_io
 from bfm_stim import preprocessing as pp
 from bfm_stim._logging import get_logger
 from bfm_stim.exceptions import ValidationError
@@ -350,6 +353,7 @@ class Recording:
         return pp.free_segments(self.duration_s, busy, min_duration_s=min_duration_s)
 
     # ------------------------------------------------------------------ I/O
+    # The formats live in bfm_stim.io, which installs them in bfm_stim._recording_io (see there).
     @classmethod
     def read(cls, path: str | Path, *, stream: str | int | None = None) -> Recording:
         """Read ``.fif``/``.fif.gz``, ``.edf``, ``.bdf``, ``.vhdr`` or ``.xdf`` (``stream``: XDF stream
@@ -358,25 +362,17 @@ class Recording:
         Raises:
             RecordingError: Missing, unsupported or corrupt file (message names the file).
         """
-        from bfm_stim.io import read_recording
-
-        return read_recording(path, stream=stream)
+        return _recording_io.backend().read(path, stream=stream)
 
     def write_fif(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write a FIF file that ``mne.io.read_raw_fif`` opens; events become annotations."""
-        from bfm_stim.io.mne_io import write_fif
-
-        return write_fif(self, path, overwrite=overwrite)
+        return _recording_io.backend().write_fif(self, path, overwrite=overwrite)
 
     def to_mne(self) -> Any:
         """Return an ``mne.io.RawArray`` (volts for voltage channels, annotations for events)."""
-        from bfm_stim.io.mne_io import to_mne
-
-        return to_mne(self)
+        return _recording_io.backend().to_mne(self)
 
     @classmethod
     def from_mne(cls, raw: Any) -> Recording:
         """Build a recording from an MNE ``Raw`` (voltage channels converted to µV)."""
-        from bfm_stim.io.mne_io import from_mne
-
-        return from_mne(raw)
+        return _recording_io.backend().from_mne(raw)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Mapping
 from bfm_stim.exceptions import SafetyLimitError, ValidationError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bfm_stim.space import Contact, Stimulus
+    from bfm_stim.stimulus import Contact, Stimulus
 
 __all__ = ["SafetyLimits", "check_stimulus", "is_safe", "project_safe", "max_safe_amplitude"]
 

@@ -214,7 +214,7 @@ class Surrogate:
             raise ValidationError("stimuli", tuple(stimuli.shape), f"(N, {f}) or (N, {h}, {f}) features")
         stims = list(stimuli)
         if self.space is None:
-            from bfm_stim.space import features_of
+            from bfm_stim.stim_features import features_of
             feats = features_of(stims, {})
         else:
             feats = self.space.to_features(stims)

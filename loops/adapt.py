@@ -49,7 +49,8 @@ from bfm_stim.model.checkpoint import load_checkpoint, save_patient
 from bfm_stim.model.data import PatientSeries, patch_stimulus
 from bfm_stim.model.evaluate import HeldOut
 from bfm_stim.model.linear import fit_forecaster
-from bfm_stim.space import Stimulus, features_of
+from bfm_stim.space import Stimulus
+from bfm_stim.stim_features import features_of
 from bfm_stim.surrogate import Surrogate, default_checkpoint
 from loops.pretrain_corpus import FEATURES_OFF, resample_to
 

@@ -20,6 +20,7 @@ from bfm_stim._logging import log_to_stderr
 from bfm_stim.exceptions import BfmStimError, ConfigError, ValidationError
 
 log = logging.getLogger("bfm_stim")
+PRETRAIN_CONFIG = "pretrain-small"  # the bundled default of `bfm-stim pretrain`
 
 
 
@@ -80,18 +81,56 @@ def _serve(argv: list[str]) -> int:
 def _play(argv: list[str]) -> int:
     from simulators.playback import main as play_main
 
-    return int(play_main(argv, prog="bfm-stim play") or 0)
+    return int(play_main(_bundled_value(argv, "--space"), prog="bfm-stim play") or 0)
+
+
+def _bundled_value(argv: list[str], flag: str) -> list[str]:
+    """``argv`` with the value of ``flag`` (``FLAG V`` or ``FLAG=V``) made a path: a bundled config's name
+    becomes its file (:func:`loops.config_files.config_path`), for the parsers of ``serve``/``play``."""
+    from loops.config_files import config_path
+
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a == flag and i + 1 < len(out):
+            out[i + 1] = str(config_path(out[i + 1], what=flag))
+        elif a.startswith(flag + "="):
+            out[i] = f"{flag}={config_path(a.split('=', 1)[1], what=flag)}"
+    return out
 
 
 _PASSTHROUGH: dict[str, Callable[[list[str]], int]] = {"serve": _serve, "play": _play}
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from loops.config_files import bundled_config
     from loops.pretrain import main as pretrain_main
 
-    summary = pretrain_main(args.config, args.out, resume=args.resume, steps=args.steps, progress=not args.quiet,
+    config = args.config if args.config is not None else bundled_config(PRETRAIN_CONFIG)
+    summary = pretrain_main(config, args.out, resume=args.resume, steps=args.steps, progress=not args.quiet,
                             minutes=args.minutes, batch_size=args.batch_size, init_from=args.init_from, lr=args.lr)
     print(json.dumps(summary, indent=1, default=str))
+    return 0
+
+
+def _cmd_configs(args: argparse.Namespace) -> int:
+    from loops.config_files import CONFIG_DIR, bundled_config, bundled_configs, copy_config, description
+
+    if args.name is None:
+        if args.out is not None:
+            raise ConfigError("--out copies one config: name it, e.g. `bfm-stim configs session --out my-session.toml`")
+        configs = bundled_configs()
+        width = max((len(n) for n in configs), default=0)
+        for name, path in configs.items():
+            print(f"{name:{width}s}  {description(path)}")
+        print(f"\n{len(configs)} configs in {CONFIG_DIR}; give a name wherever a command takes a config file "
+              "(--config session), or copy one to edit: bfm-stim configs NAME --out FILE")
+        return 0
+    if args.out is None:  # show it
+        print(bundled_config(args.name).read_text(encoding="utf-8"), end="")
+        return 0
+    path = copy_config(args.name, args.out, overwrite=args.force)
+    print(f"wrote {path} (a copy of the bundled {args.name.removesuffix('.toml')}); edit it and give its path "
+          "where the name went")
     return 0
 
 
@@ -372,6 +411,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     s.set_defaults(func=_cmd_simulate)
 
+    s = sub.add_parser("configs", help="list the bundled TOML configs, show one, or copy one to edit",
+                       description="Without NAME: list the bundled configs. With NAME: print it, or copy it to "
+                                   "--out FILE to edit. Every --config (and --space) takes a bundled name too.")
+    s.add_argument("name", nargs="?", default=None, metavar="NAME", help="a bundled config (with or without .toml)")
+    s.add_argument("--out", default=None, metavar="FILE", help="copy NAME to this file (or into this folder)")
+    s.add_argument("--force", action="store_true", help="replace --out if it exists")
+    s.set_defaults(func=_cmd_configs)
+
     s = sub.add_parser("keygen", help="write a per-session HMAC key for the stimulation command protocol")
     s.add_argument("file", nargs="?", help="key file to write (mode 0600)")
     s.add_argument("--out", default=None, help="same as FILE")
@@ -384,7 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("pretrain", help="build the corpus and pretrain the foundation model "
                        "(data-parallel: torchrun --nproc-per-node N -m loops.pretrain CONFIG OUT)")
-    s.add_argument("--config", default="configs/pretrain-small.toml", help="pretraining TOML config")
+    s.add_argument("--config", default=None, help=f"pretraining TOML, or a bundled config's name (default "
+                   f"{PRETRAIN_CONFIG}; see `bfm-stim configs`)")
     s.add_argument("--out", default="runs/pretrain", help="run folder: corpus/, checkpoints/, model.pt")
     s.add_argument("--resume", action="store_true", help="resume from OUT/checkpoints/last.pt")
     s.add_argument("--steps", type=int, default=None, help="override the number of training steps")
@@ -469,10 +517,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--surrogate-only", action="store_true", help="no trials: optimize against the adapted surrogate")
     s.add_argument("--recording", default=None, help="with --surrogate-only: the patient's recording")
     s.add_argument("--checkpoint", default=None, help="foundation-model checkpoint (default: the shipped one)")
-    s.add_argument("--config", default=None, help="TOML with optimizer settings (configs/optimizers.toml)")
+    s.add_argument("--config", default=None, help="TOML with optimizer settings, or a bundled config's name "
+                   "(default: the bundled optimizers)")
     s.add_argument("--space", default=None, metavar="FILE.toml",
-                   help="with --surrogate-only: the stimulus space ([space] with the contacts, as "
-                        "configs/space-dbs.toml); default: the recording's own lead contacts, else an error")
+                   help="with --surrogate-only: the stimulus space ([space] with the contacts, as the bundled "
+                        "space-dbs); a file or a bundled config's name; default: the recording's own lead contacts, "
+                        "else an error")
     _recording_arguments(s)
     s.set_defaults(func=_cmd_optimize)
 

@@ -34,6 +34,7 @@ from bfm_stim.files import check_readable, load_npy, read_toml
 from bfm_stim.objectives import BandPowerObjective as ForecastBandPower, EnergyPenalized, LatentTarget
 from bfm_stim.optim import Outcome, SurrogateCost, make, registry, settings_from_dict
 from bfm_stim.space import Stimulus, StimulusSpace
+from loops.config_files import CONFIG_DIR, bundled_config, config_path
 from simulators.oracle import SETTLE_S  # s discarded after onset before scoring (0: the stimulation window)
 
 log = get_logger("loops.offline")
@@ -212,13 +213,15 @@ def run_trial(patient: Any, stim: Stimulus, objective: Callable, trial: int) -> 
 
 
 def optimizer_settings(name: str, config: str | Path | None) -> dict[str, Any]:
-    """The ``[name]`` table of ``config`` (default ``configs/optimizers.toml``), or ``{}``."""
-    path = Path(config) if config is not None else REPO / "configs" / "optimizers.toml"
+    """The ``[name]`` table of ``config`` (a file or a bundled config's name; default the bundled
+    ``optimizers``), or ``{}``."""
+    what = "optimizer settings file"
+    path = config_path(config, what=what) if config is not None else CONFIG_DIR / "optimizers.toml"
     if name not in registry:
         raise ConfigError(f"unknown optimizer {name!r}; registered: {sorted(registry)}")
     if config is None and not path.is_file():
         return {}
-    table = read_toml(path, what="optimizer settings file").get(name, {})
+    table = read_toml(path, what=what).get(name, {})
     settings_from_dict(name, table)  # validate now, with the file's name in the error path
     return dict(table)
 
@@ -251,14 +254,16 @@ def run_offline(patient: str = "bg-beta-v0", seed: int = 7, target: str = "healt
         recording: With ``surrogate_only``: the patient's recording (its stimulation-off start is the context).
         checkpoint: BFM checkpoint or ``bfm-stim adapt`` patient file (default: the shipped checkpoint);
             ``False``: no foundation model (the simulators' objectives). A given file that is missing raises.
-        config: TOML with a table per optimizer (default ``configs/optimizers.toml``); with
+        config: TOML with a table per optimizer, or a bundled config's name (default the bundled
+            ``optimizers``); with
             ``surrogate_only`` a ``[space]`` table too.
         top: Number of protocols reported.
         progress: Show a progress bar over trials.
-        space: With ``surrogate_only``: a TOML stimulus space (``[space]`` with the contacts). Without
+        space: With ``surrogate_only``: a TOML stimulus space (``[space]`` with the contacts), or a
+            bundled config's name (``"space-dbs"``). Without
             it (and without a ``[space]`` table in ``config``) the contacts are the recording's own
             lead contacts (:func:`bfm_stim.io.geometry.stimulation_contacts`) with the bounds and
-            safety limits of ``configs/space-dbs.toml``; a recording without any is refused.
+            safety limits of the bundled ``space-dbs``; a recording without any is refused.
         scale, channel_files, montage: With ``surrogate_only``: how to read the recording
             (:func:`loops.recording_input.prepare_recording`).
 
@@ -342,7 +347,7 @@ def _recorded_patient(recording: str | Path | None, ckpt: Path | None, config: s
     if ckpt is None:
         raise ConfigError("--surrogate-only needs the foundation model, but the shipped checkpoint is missing; "
                           "pass --checkpoint PATH")
-    cfg = Path(config) if config is not None else None
+    cfg = config_path(config, what="optimizer settings file") if config is not None else None
     data = read_toml(cfg, what="optimizer settings file") if cfg is not None else {}
     try:
         model, info = load_patient(ckpt)
@@ -370,7 +375,7 @@ def _space_for(rec: Any, data: dict[str, Any], cfg: Path | None, space_file: str
     from bfm_stim.io.geometry import missing_contacts_message, stimulation_contacts
 
     if space_file is not None:
-        path = check_readable(space_file, what="stimulus space file")
+        path = check_readable(config_path(space_file, what="stimulus space file"), what="stimulus space file")
         return StimulusSpace.from_toml(path), f"--space {space_file}", []
     if "space" in data:
         return StimulusSpace.from_dict(data["space"]), f"[space] of {cfg}", []
@@ -379,11 +384,11 @@ def _space_for(rec: Any, data: dict[str, Any], cfg: Path | None, space_file: str
         raise ConfigError(missing_contacts_message(rec))
     for n in notes:
         log.warning("%s", n.message)
-    template = StimulusSpace.from_toml(REPO / "configs" / "space-dbs.toml").to_dict()
+    template = StimulusSpace.from_toml(bundled_config("space-dbs")).to_dict()
     template["contacts"] = [{"name": c.name, "position_mm": list(c.position_mm), "area_cm2": c.area_cm2}
                             for c in contacts]
     source = (f"the recording's {len(contacts)} lead contacts ({', '.join(c.name for c in contacts)}); bounds and "
-              "safety limits of configs/space-dbs.toml")
+              "safety limits of the bundled space-dbs config")
     log.info("stimulus space: %s", source)
     return StimulusSpace.from_dict(template), source, notes
 

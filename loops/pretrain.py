@@ -28,7 +28,8 @@ from bfm_stim.model.checkpoint import load_checkpoint, save_checkpoint
 from bfm_stim.model.config import ModelConfig
 from bfm_stim.model.data import CorpusStream, load_manifest
 from bfm_stim.model.losses import LossConfig, LossModule
-from bfm_stim.space import FEATURE_NAMES
+from bfm_stim.stim_features import FEATURE_NAMES
+from loops.config_files import config_path
 from loops.pretrain_corpus import CorpusConfig, write_corpus
 
 if sys.version_info >= (3, 11):
@@ -121,8 +122,9 @@ class PretrainConfig:
 
 
 def load_config(path: str | Path) -> PretrainConfig:
-    """Parse a pretraining TOML file; the stimulus feature width comes from :mod:`bfm_stim.space`."""
-    path = Path(path)
+    """Parse a pretraining TOML file, or a bundled config by name (``"pretrain-small"``); the stimulus
+    feature width comes from :mod:`bfm_stim.stim_features`."""
+    path = config_path(path, what="pretraining config")
     if not path.is_file():
         raise ConfigError(f"no pretraining config at {path}")
     try:

@@ -38,7 +38,8 @@ from scipy.signal import butter, filtfilt, iirnotch, resample_poly, sosfiltfilt
 from bfm_stim._logging import get_logger
 from bfm_stim.exceptions import ConfigError
 from bfm_stim.model.data import PatientSeries, ShardWriter
-from bfm_stim.space import Stimulus, features_of
+from bfm_stim.space import Stimulus
+from bfm_stim.stim_features import features_of
 from loops.archive_sources import NEURAL_TYPES, Source, list_bids, list_nwb, open_bids, open_nwb, open_recording
 
 __all__ = ["ArchiveReport", "BoundedShardWriter", "iter_archive", "has_archive"]

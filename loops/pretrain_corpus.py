@@ -24,7 +24,8 @@ from scipy.signal import lfilter, resample_poly
 from bfm_stim._logging import get_logger
 from bfm_stim.exceptions import BfmStimError, ConfigError, ValidationError
 from bfm_stim.model.data import PatientSeries
-from bfm_stim.space import Contact, Stimulus, StimulusSpace, features_of
+from bfm_stim.space import Contact, Stimulus, StimulusSpace
+from bfm_stim.stim_features import features_of
 
 __all__ = ["CorpusConfig", "iter_corpus", "resample_to", "write_corpus"]
 

@@ -76,7 +76,7 @@ def _series_for(cc: Any, seeds: list[int], fams: list[str], fs: float):
 
 def _commands(extra: dict[str, Any]) -> list[str]:
     """The pretraining command(s) behind a checkpoint: a continued run (``--init-from``) is two stages."""
-    cmd = extra.get("command", "bfm-stim pretrain --config configs/pretrain-small.toml")
+    cmd = extra.get("command", "bfm-stim pretrain --config pretrain-small")
     init = extra.get("init_from")
     if not init:
         return [cmd + " --out runs/pretrain-small"]
@@ -84,6 +84,22 @@ def _commands(extra: dict[str, Any]) -> list[str]:
     return [f"{init.get('command') or '(source command not recorded)'} --out {stage1}",
             cmd.replace(f"--init-from {init['path']}", f"--init-from {stage1}/model.pt") + " --out runs/pretrain-small",
             f"# stage 1 ended at step {init['step']}, weights sha256 {init['digest']}"]
+
+
+def _portable(record: Any) -> Any:
+    """A run's record (dicts, lists, strings) with every absolute path, alone or as a word of a command,
+    as :func:`loops.offline.repo_path` gives it: the shipped files hold no path of the machine the run
+    was made on."""
+    from loops.offline import repo_path
+
+    if isinstance(record, dict):
+        return {k: _portable(v) for k, v in record.items()}
+    if isinstance(record, (list, tuple)):
+        return type(record)(_portable(v) for v in record)
+    if isinstance(record, str):  # words split on single spaces, so the rest of the text stays as it was
+        return " ".join(repo_path(w) if len(Path(w).parts) > 2 and Path(w).is_absolute() else w
+                        for w in record.split(" "))
+    return record
 
 
 def _card(info: dict[str, Any], cal: dict[str, float], bench: dict[str, Any] | None, timings: dict[str, Any]) -> str:
@@ -177,11 +193,11 @@ def ship(run_dir: str | Path, dest: str | Path = DEFAULT_DIR, *, bench_json: str
     old = dest / "model.pt"
     cal = calibrate_on_cohort(model) if calibrate else (
         load_checkpoint(old)[1]["extra"].get("calibration", {}) if old.exists() else {})
-    extra = dict(info["extra"], calibration=cal)
+    extra = _portable(dict(info["extra"], calibration=cal))
     save_checkpoint(dest / "model.pt", model, step=info["step"], extra=extra)
     (dest / "config.json").write_text(json.dumps(model.config.to_dict(), indent=1) + "\n")
     bench = json.loads(Path(bench_json).read_text()) if bench_json else None
-    info = dict(info, n_parameters=f"{model.n_parameters():,} parameters.")
+    info = dict(info, extra=extra, n_parameters=f"{model.n_parameters():,} parameters.")
     (dest / "MODEL_CARD.md").write_text(_card(info, cal, bench, timings or {}))
     return dest
 

@@ -17,6 +17,10 @@ os.environ.setdefault("LSLAPICFG", str(REPO / "bfm_stim" / "lsl" / "lsl_api.cfg"
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Oracle and other caches go to a private folder, never the user's.
 os.environ.setdefault("BFM_STIM_CACHE", str(REPO / ".pytest_cache" / "bfm-stim-cache"))
+# One OpenBLAS thread (numpy, scipy, scikit-learn; set before they load): the suite runs device servers,
+# sessions and pools beside the test process on 2 cores, and two spinning BLAS threads on a busy core made
+# the decoding cross-validation of `bench decode` 9x slower (61 s against 7 s for one patient), same results.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 @pytest.fixture
@@ -25,6 +29,15 @@ def recordings_dir() -> Path:
     if not RECORDINGS.is_dir():
         pytest.skip(f"shared recordings not found at {RECORDINGS}")
     return RECORDINGS
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """``model.pt`` of the tiny BFM (``pretrain-tiny.toml``'s model, ~50k parameters) trained 4 steps on
+    synthetic patients, built once per run from the core library (:func:`tiny_bfm.train_tiny`)."""
+    from tiny_bfm import train_tiny
+
+    return train_tiny(tmp_path_factory.mktemp("tiny-bfm"), steps=4)
 
 
 @pytest.fixture

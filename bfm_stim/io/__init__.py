@@ -3,13 +3,18 @@
 EDF, BDF, FIF and BrainVision go through MNE (:mod:`bfm_stim.io.mne_io`), XDF through pyxdf
 (:mod:`bfm_stim.io.xdf`). MNE and pyxdf are imported only when a file is read, so streaming code
 that only needs :class:`~bfm_stim.recording.Recording` does not pay for them.
+
+This package builds on :mod:`bfm_stim.recording` (never the reverse): on import it installs its
+readers and writers as the backend of the recording's file methods (:mod:`bfm_stim._recording_io`);
+``bfm_stim`` imports it, so ``Recording.read`` works whatever was imported first.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from bfm_stim import _recording_io
 from bfm_stim.exceptions import RecordingError
 
 if TYPE_CHECKING:
@@ -70,3 +75,25 @@ def read_recording(path: str | Path, *, stream: str | int | None = None) -> Reco
     from bfm_stim.io.mne_io import read_mne
 
     return read_mne(p, fmt)
+
+
+def _write_fif(recording: Recording, path: str | Path, *, overwrite: bool = False) -> Path:
+    from bfm_stim.io.mne_io import write_fif
+
+    return write_fif(recording, path, overwrite=overwrite)
+
+
+def _to_mne(recording: Recording) -> Any:
+    from bfm_stim.io.mne_io import to_mne
+
+    return to_mne(recording)
+
+
+def _from_mne(raw: Any) -> Recording:
+    from bfm_stim.io.mne_io import from_mne
+
+    return from_mne(raw)
+
+
+_recording_io.install(_recording_io.RecordingIO(read=read_recording, write_fif=_write_fif, to_mne=_to_mne,
+                                                from_mne=_from_mne))

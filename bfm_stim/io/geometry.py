@@ -493,7 +493,7 @@ def stimulation_contacts(rec: Recording) -> tuple[tuple[Any, ...], list[Finding]
         ``(contacts, findings)``; no contacts when the recording has none (see
         :func:`missing_contacts_message`).
     """
-    from bfm_stim.space import Contact
+    from bfm_stim.stimulus import Contact
 
     bads = set(rec.meta.get("bads", []) or [])
     types = dict(zip(rec.ch_names, rec.ch_types))
@@ -535,6 +535,7 @@ def missing_contacts_message(rec: Recording) -> str:
         f"{rec.meta.get('source', 'the recording')}: no stimulation contacts: {why}; bfm-stim does not assume a "
         "lead. Give them with --space FILE.toml, e.g. '[space] kind = \"electrical\" contacts = [ { name = \"L0\", "
         "position_mm = [12.0, -13.5, -6.0], area_cm2 = 0.06 }, { name = \"L1\", position_mm = [12.7, -12.9, -4.2], "
-        "area_cm2 = 0.06 } ]' plus the bounds and [space.safety] of configs/space-dbs.toml; or with an electrodes "
+        "area_cm2 = 0.06 } ]' plus the bounds and [space.safety] of the bundled space-dbs config (`bfm-stim configs "
+        "space-dbs --out space.toml` copies it); or with an electrodes "
         "file, --electrodes FILE (BIDS electrodes.tsv, .csv or .toml: name, type = dbs|seeg, x, y, z in m, "
         "area_mm2, stim = true for contacts that can stimulate), in the coordinates of the recording's channels")

@@ -1,7 +1,7 @@
 """LSL bridge: loopback-safe configuration, stream conventions, ring-buffered inlet, command protocol.
 
 Importing this package applies the machine-only liblsl configuration first (``config``); every
-bfm-stim module reaches pylsl through :mod:`bfm_stim.lsl.config`. See ``PROTOCOL.md``.
+bfm-stim module reaches pylsl through :mod:`bfm_stim.lsl.config`. See ``docs/protocol.md`` in the repository.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A device publishes one signal stream (``source_id = S``) and one acknowledgement stream
 (``source_id = S + ".acks"``); the controller publishes one command stream
-(``source_id = S + ".commands"``). See ``PROTOCOL.md`` for the full description.
+(``source_id = S + ".commands"``). See ``docs/protocol.md`` in the repository for the full description.
 
 Channel metadata follows the XDF meta-data conventions: ``desc/channels/channel`` with
 ``label``, ``type``, ``unit`` and ``location/X,Y,Z`` (millimetres), and ``desc/acquisition``

@@ -1,8 +1,8 @@
 """The brain foundation model: read-in → stimulus-conditioned causal transformer → latent z →
 residual latent dynamics → channel read-out.
 
-The model works on signals normalised per channel (see :func:`normalize`); callers keep the
-statistics to return to µV.
+The model works on signals normalised per channel (see :func:`~bfm_stim.model.layers.normalize`);
+callers keep the statistics to return to µV.
 """
 
 from __future__ import annotations
@@ -13,26 +13,11 @@ from torch import Tensor, nn
 from bfm_stim.exceptions import ModelError
 from bfm_stim.model.biomarker import BiomarkerHead, log_band_power
 from bfm_stim.model.config import ModelConfig
-from bfm_stim.model.layers import ChannelEmbedding, LatentDynamics, ReadIn, ReadOut, StimulusEncoder
+from bfm_stim.model.layers import ChannelEmbedding, LatentDynamics, ReadIn, ReadOut, StimulusEncoder, normalize
 from bfm_stim.model.response import ResponseHead
 from bfm_stim.model.stimlocked import StimLockedHead
 
 __all__ = ["BrainFoundationModel", "normalize"]
-
-
-def normalize(x: Tensor, visible: Tensor | None = None, eps: float = 1e-3) -> tuple[Tensor, Tensor, Tensor]:
-    """Standardise each channel over time.
-
-    Args:
-        x: (B, C, T) signal, µV.
-        visible: optional (B, C) bool; statistics of hidden channels are still computed.
-        eps: floor on the standard deviation, µV.
-
-    Returns: normalised x (B, C, T), mean (B, C, 1) µV, std (B, C, 1) µV.
-    """
-    mean = x.mean(-1, keepdim=True)
-    std = x.std(-1, keepdim=True).clamp_min(eps) if x.shape[-1] > 1 else torch.ones_like(mean)
-    return (x - mean) / std, mean, std
 
 
 class BrainFoundationModel(nn.Module):

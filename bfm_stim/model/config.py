@@ -26,7 +26,7 @@ class ModelConfig:
     Attributes:
         fs: Sampling rate the model runs at, Hz. Inputs at other rates are resampled first.
         patch_len: Samples per time patch (one latent per patch).
-        n_stim_features: Width of the stimulus feature vector (``len(bfm_stim.space.FEATURE_NAMES)``).
+        n_stim_features: Width of the stimulus feature vector (``len(bfm_stim.stim_features.FEATURE_NAMES)``).
         stim_feature_names: Names of the stimulus features, checked when a checkpoint is loaded.
         d_model: Width of the transformer tokens.
         d_latent: Width of the latent state z.

@@ -47,7 +47,8 @@ def normalised(ctx: Tensor, x: Tensor) -> np.ndarray:
 
 
 def _off_features(n: int) -> Tensor:
-    from bfm_stim.space import Stimulus, features_of
+    from bfm_stim.stim_features import features_of
+    from bfm_stim.stimulus import Stimulus
 
     f = features_of([Stimulus.off()], {})[0].float()
     if f.shape[0] != n:

@@ -11,7 +11,22 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ChannelEmbedding", "ReadIn", "StimulusEncoder", "LatentDynamics", "ReadOut"]
+__all__ = ["ChannelEmbedding", "ReadIn", "StimulusEncoder", "LatentDynamics", "ReadOut", "normalize"]
+
+
+def normalize(x: Tensor, visible: Tensor | None = None, eps: float = 1e-3) -> tuple[Tensor, Tensor, Tensor]:
+    """Standardise each channel over time.
+
+    Args:
+        x: (B, C, T) signal, µV.
+        visible: optional (B, C) bool; statistics of hidden channels are still computed.
+        eps: floor on the standard deviation, µV.
+
+    Returns: normalised x (B, C, T), mean (B, C, 1) µV, std (B, C, 1) µV.
+    """
+    mean = x.mean(-1, keepdim=True)
+    std = x.std(-1, keepdim=True).clamp_min(eps) if x.shape[-1] > 1 else torch.ones_like(mean)
+    return (x - mean) / std, mean, std
 
 
 class ChannelEmbedding(nn.Module):

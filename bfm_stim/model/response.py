@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from bfm_stim.model.layers import normalize
+
 __all__ = ["ResponseHead", "response_targets"]
 
 
@@ -70,8 +72,6 @@ def response_targets(model: nn.Module, future: Tensor, positions: Tensor, patien
 
     Returns: (B, H, D), without gradient, with the model in eval mode (no dropout) as ``latents``.
     """
-    from bfm_stim.model.bfm import normalize
-
     was_training = model.training
     model.eval()  # the encoding Surrogate.latents reads: no dropout
     try:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 __all__ = ["StimLockedHead", "frequency_hz"]
 
-_LOG_FMAX = math.log(251.0)  # bfm_stim.space: log_frequency = log(1 + Hz) / log(1 + 250)
+_LOG_FMAX = math.log(251.0)  # bfm_stim.stim_features: log_frequency = log(1 + Hz) / log(1 + 250)
 SLOW_TAUS_S = (0.02, 0.2)  # time constants of the onset transients, s
 
 

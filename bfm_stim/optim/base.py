@@ -31,10 +31,14 @@ from bfm_stim import safety as _safety
 from bfm_stim.optim.safe_set import SafeBoxMap
 from bfm_stim.space import Stimulus, StimulusSpace
 
-__all__ = ["Outcome", "OptimizerSettings", "Optimizer", "STATE_FORMAT", "PROPOSE_THREADS", "propose_threads"]
+__all__ = ["Outcome", "OptimizerSettings", "Optimizer", "STATE_FORMAT", "PROPOSE_THREADS", "propose_threads",
+           "registry", "optimizer_class", "from_state_dict", "load"]
 
 log = get_logger("optim")
 STATE_FORMAT = "bfm_stim.optim/1"
+#: Optimizer classes by registered name. The ``@register(name)`` decorator of
+#: :mod:`bfm_stim.optim.registry` fills it; it is read here to restore a saved optimizer of any kind.
+registry: dict[str, type[Optimizer]] = {}
 # Torch intra-op threads while an optimizer proposes (None: leave torch's setting). Proposals are
 # made of many small tensor ops (GP posteriors on tens of points, surrogate rollouts of a few
 # candidates) that a second thread cannot speed up, and on a busy machine a multi-thread pool makes
@@ -435,15 +439,54 @@ class Optimizer(abc.ABC):
     @classmethod
     def load(cls, path: str | Path, space: StimulusSpace | None = None, **hooks: Any) -> "Optimizer":
         """Load a saved optimizer (any registered kind; see :func:`bfm_stim.optim.load`)."""
-        from bfm_stim.optim.registry import load as _load
-
-        opt = _load(path, space, **hooks)
+        opt = load(path, space, **hooks)
         if not isinstance(opt, cls):
             raise OptimizerError(f"{path} holds a {type(opt).__name__}, not a {cls.__name__}")
         return opt
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, dim={self._space.dim}, told={len(self._obs)}, pending={len(self._pending)})"
+
+
+def optimizer_class(name: str) -> type[Optimizer]:
+    """The optimizer class registered under ``name``.
+
+    Raises:
+        ConfigError: Nothing is registered under ``name`` (the message lists what is).
+    """
+    try:
+        return registry[name]
+    except KeyError:
+        raise ConfigError(f"unknown optimizer {name!r}; registered: {sorted(registry)}") from None
+
+
+def from_state_dict(state: Mapping[str, Any], space: StimulusSpace | None = None, **hooks: Any) -> Optimizer:
+    """Rebuild an optimizer from :meth:`Optimizer.state_dict` output.
+
+    Args:
+        state: The saved state.
+        space: The space (default: the one stored in the state).
+        **hooks: Constructor hooks that are not serialized (e.g. ``prior_mean=``).
+    """
+    if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
+        raise OptimizerError(f"not an optimizer state (expected format {STATE_FORMAT!r})")
+    cls = optimizer_class(state["name"])
+    space = StimulusSpace.from_dict(state["space"]) if space is None else space
+    opt = cls(space, cls.Settings.from_dict(state["settings"]), **hooks)
+    opt.load_state_dict(state)
+    return opt
+
+
+def load(path: str | Path, space: StimulusSpace | None = None, **hooks: Any) -> Optimizer:
+    """Load an optimizer saved with :meth:`Optimizer.save`; it resumes where it stopped."""
+    path = Path(path)
+    try:
+        state = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise OptimizerError(f"optimizer state file not found: {path}") from None
+    except json.JSONDecodeError as e:
+        raise OptimizerError(f"{path}: not valid JSON ({e})") from None
+    return from_state_dict(state, space, **hooks)
 
 
 def _canon(d: Any) -> str:

@@ -1,5 +1,8 @@
 """Registered optimizers by name: :func:`register`, :func:`make`, :func:`load`.
 
+The table itself (``registry``) and restoring saved state (:func:`load`, :func:`from_state_dict`) live
+in :mod:`bfm_stim.optim.base`, which this module builds on; they are importable from here too.
+
 Example:
     >>> from bfm_stim.optim import make
     >>> opt = make("bo", space, n_init=6, seed=1)   # doctest: +SKIP
@@ -9,17 +12,13 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
-from bfm_stim.exceptions import ConfigError, OptimizerError
-from bfm_stim.optim.base import STATE_FORMAT, Optimizer, OptimizerSettings
+from bfm_stim.exceptions import ConfigError
+from bfm_stim.optim.base import Optimizer, OptimizerSettings, from_state_dict, load, optimizer_class, registry
 from bfm_stim.space import StimulusSpace
 
 __all__ = ["registry", "register", "make", "load", "from_state_dict", "settings_from_dict"]
-
-registry: dict[str, type[Optimizer]] = {}
 
 T = TypeVar("T", bound=type[Optimizer])
 
@@ -35,16 +34,9 @@ def register(name: str) -> Callable[[T], T]:
     return deco
 
 
-def _cls(name: str) -> type[Optimizer]:
-    try:
-        return registry[name]
-    except KeyError:
-        raise ConfigError(f"unknown optimizer {name!r}; registered: {sorted(registry)}") from None
-
-
 def settings_from_dict(name: str, d: Mapping[str, Any]) -> OptimizerSettings:
     """The settings object of optimizer ``name`` from a mapping (e.g. a TOML table)."""
-    return _cls(name).Settings.from_dict(d)
+    return optimizer_class(name).Settings.from_dict(d)
 
 
 def make(name: str, space: StimulusSpace, *, settings: OptimizerSettings | Mapping[str, Any] | None = None,
@@ -62,7 +54,7 @@ def make(name: str, space: StimulusSpace, *, settings: OptimizerSettings | Mappi
     Raises:
         ConfigError: Unknown name, or a keyword that is neither a setting nor a hook.
     """
-    cls = _cls(name)
+    cls = optimizer_class(name)
     fields = {f.name for f in dataclasses.fields(cls.Settings)}
     base = settings.to_dict() if isinstance(settings, OptimizerSettings) else dict(settings or {})
     base.update({k: v for k, v in kwargs.items() if k in fields})
@@ -80,32 +72,3 @@ def _hook_names(cls: type[Optimizer]) -> set[str]:
 
     params = inspect.signature(cls.__init__).parameters
     return {n for n, p in params.items() if p.kind == p.KEYWORD_ONLY}
-
-
-def from_state_dict(state: Mapping[str, Any], space: StimulusSpace | None = None, **hooks: Any) -> Optimizer:
-    """Rebuild an optimizer from :meth:`Optimizer.state_dict` output.
-
-    Args:
-        state: The saved state.
-        space: The space (default: the one stored in the state).
-        **hooks: Constructor hooks that are not serialized (e.g. ``prior_mean=``).
-    """
-    if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
-        raise OptimizerError(f"not an optimizer state (expected format {STATE_FORMAT!r})")
-    cls = _cls(state["name"])
-    space = StimulusSpace.from_dict(state["space"]) if space is None else space
-    opt = cls(space, cls.Settings.from_dict(state["settings"]), **hooks)
-    opt.load_state_dict(state)
-    return opt
-
-
-def load(path: str | Path, space: StimulusSpace | None = None, **hooks: Any) -> Optimizer:
-    """Load an optimizer saved with :meth:`Optimizer.save`; it resumes where it stopped."""
-    path = Path(path)
-    try:
-        state = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise OptimizerError(f"optimizer state file not found: {path}") from None
-    except json.JSONDecodeError as e:
-        raise OptimizerError(f"{path}: not valid JSON ({e})") from None
-    return from_state_dict(state, space, **hooks)

@@ -24,7 +24,8 @@ import math
 import torch
 
 from bfm_stim.exceptions import OptimizerError
-from bfm_stim.space import Parameter, StimulusSpace
+from bfm_stim.space import StimulusSpace
+from bfm_stim.stimulus import Parameter
 
 __all__ = ["SafeBoxMap"]
 

@@ -1,7 +1,7 @@
 """The surrogate as a cost model: the one interface the surrogate optimizers depend on.
 
 A *cost model* is anything with ``predict(features) -> (mean, std)``: ``features`` is a tensor
-``(n, N_FEATURES)`` of stimulus features (:data:`bfm_stim.space.FEATURE_NAMES`), ``mean`` and
+``(n, N_FEATURES)`` of stimulus features (:data:`bfm_stim.stim_features.FEATURE_NAMES`), ``mean`` and
 ``std`` are ``(n,)`` tensors of predicted cost (lower is better) and its uncertainty, both
 differentiable in ``features``. :class:`SurrogateCost` builds one from the foundation model
 (:class:`~bfm_stim.surrogate.Surrogate`), a context recording and an objective; tests and
@@ -26,7 +26,8 @@ import torch
 from torch import Tensor
 
 from bfm_stim.exceptions import ValidationError
-from bfm_stim.space import FEATURE_NAMES, N_FEATURES, StimulusSpace
+from bfm_stim.space import StimulusSpace
+from bfm_stim.stim_features import FEATURE_NAMES, N_FEATURES
 
 __all__ = ["CostModel", "SurrogateCost", "ConstantCost", "ResidualCorrection", "unit_cost", "unit_mean", "predict_mean",
            "KERNEL_FEATURES"]

@@ -40,11 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from bfm_stim._logging import get_logger
 from bfm_stim.exceptions import ValidationError
+from loops.stats import quartiles
 
 __all__ = ["AblationConfig", "FULL", "QUICK", "VARIANTS", "run_ablation", "select_variants", "summarize",
            "variant_config"]
@@ -68,7 +68,7 @@ class AblationConfig:
     """Size of the ablation; amounts in s.
 
     Attributes:
-        config: the pretraining TOML the variants start from.
+        config: the pretraining TOML the variants start from (a bundled config's name, or a path).
         steps: pretraining steps of every variant.
         n_patients: evaluation patients (the surrogate benchmark's first ``n_patients``).
         amount_s: probe data for the adapted score (0: zero-shot only).
@@ -78,7 +78,7 @@ class AblationConfig:
         rest_s, cal_s, n_test, hidden_s, batch_size, max_channels, n_cal_windows: as the surrogate benchmark.
     """
 
-    config: str = "configs/pretrain-small.toml"
+    config: str = "pretrain-small"
     steps: int = 1500
     n_patients: int = 20
     amount_s: float = 120.0
@@ -107,7 +107,7 @@ class AblationConfig:
 
 
 FULL = AblationConfig()
-QUICK = AblationConfig(config="configs/pretrain-tiny.toml", steps=3, n_patients=2, amount_s=10.0, adapt_steps=2,
+QUICK = AblationConfig(config="pretrain-tiny", steps=3, n_patients=2, amount_s=10.0, adapt_steps=2,
                        variants=VARIANTS[:2], workers=1, rest_s=8.0, cal_s=8.0, n_test=4, hidden_s=6.0,
                        batch_size=4, n_cal_windows=8)
 
@@ -192,11 +192,6 @@ def _eval_patient(job: dict[str, Any]) -> dict[str, Any]:
     return {"i": i, "family": job["family"], "seed": job["seed"], "rows": rows}
 
 
-def _iqr(v: list[float]) -> dict[str, float]:
-    q = np.percentile(v, [25, 50, 75])
-    return {"median": float(q[1]), "q25": float(q[0]), "q75": float(q[2])}
-
-
 def run_ablation(quick: bool = False, *, config: AblationConfig | None = None, runs_dir: str | Path = "runs/ablation",
                  progress: bool = True, variants: str | list[str] | None = None) -> dict[str, Any]:
     """Pretrain every variant (or reuse its run), evaluate all on the eval patients; JSON-able results.
@@ -206,12 +201,13 @@ def run_ablation(quick: bool = False, *, config: AblationConfig | None = None, r
     import simulators
 
     from loops.bench.surrogate import FAMILIES
+    from loops.config_files import config_path
     from loops.pretrain import load_config
 
     ac = config or (QUICK if quick else FULL)
     if variants is not None:
         ac = dataclasses.replace(ac, variants=select_variants(variants))
-    base_path = Path(ac.config) if Path(ac.config).is_absolute() else REPO / ac.config
+    base_path = config_path(ac.config, what="ablation config", base=REPO)  # a bundled name, or a file
     base = load_config(base_path)
     root = Path(runs_dir)
     # Eval-cohort seeds: disjoint from the pretraining cohort's by construction (simulators.registry.COHORTS).
@@ -232,7 +228,10 @@ def run_ablation(quick: bool = False, *, config: AblationConfig | None = None, r
     from loops._pool import map_jobs
 
     parts = map_jobs(_eval_patient, jobs, ac.workers, desc="ablation: eval patients", progress=progress)
-    return {"config": dataclasses.asdict(ac), "base_config": str(ac.config), "reference": ac.variants[0][0],
+    from loops.offline import repo_path
+
+    return {"config": {**dataclasses.asdict(ac), "config": repo_path(base_path)}, "base_config": repo_path(base_path),
+            "reference": ac.variants[0][0],
             "patients": [{"i": p["i"], "family": p["family"], "seed": p["seed"]} for p in parts],
             "training": training, **summarize(parts, [n for n, _ in ac.variants]), "per_patient": parts,
             "timing_s": {"train": t_train, "total": time.perf_counter() - t0}}
@@ -246,7 +245,7 @@ def summarize(parts: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
     of ``n``, so a change can be told from patient-to-patient noise.
     """
     modes = list(parts[0]["rows"][names[0]])
-    results = {name: {mode: {k: _iqr([p["rows"][name][mode][k] for p in parts]) for k in METRICS} for mode in modes}
+    results = {name: {mode: {k: quartiles([p["rows"][name][mode][k] for p in parts]) for k in METRICS} for mode in modes}
                for name in names}
     ref = names[0]
     delta: dict[str, Any] = {}
@@ -256,5 +255,5 @@ def summarize(parts: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
             delta[name][mode] = {}
             for k in METRICS:
                 d = [p["rows"][name][mode][k] - p["rows"][ref][mode][k] for p in parts]
-                delta[name][mode][k] = {**_iqr(d), "n_better": int(sum(x > 0 for x in d)), "n": len(d)}
+                delta[name][mode][k] = {**quartiles(d), "n_better": int(sum(x > 0 for x in d)), "n": len(d)}
     return {"results": results, "paired_change_vs_reference": delta}

@@ -9,7 +9,7 @@ all three the same way:
 - on ``n_val`` validation patients: evaluation-cohort seeds *after* the benchmark's own patients
   (never pretrained on, never reported; asserted disjoint from both), families in the benchmark's
   rotation;
-- with 2 min of probe data (the issue's target amount), batch and channel subset as the benchmark;
+- with 2 min of probe data (the amount the targets are set at), batch and channel subset as the benchmark;
 - over a grid of (steps, learning rate) per method with the same step budget for every method
   (at most 300 steps at 2 min; see ``--amount`` below for the longer grids at 10 min); the
   pretrained methods' grids also hold anchored settings ``(steps, lr, anchor)``, which pull the
@@ -94,8 +94,9 @@ class TuningConfig:
 
 # About 10 min on 2 cores (one validation patient per single-threaded process). The anchored settings
 # (third element) were added later: adapting on 10 s of probes without them lost to zero-shot in
-# every setting (the read-in/out layers overfit a handful of trials; notes/diag_anchor.json), with
-# them the pretrained weights' pull keeps what a few trials cannot tell.
+# every setting (the read-in/out layers overfit a handful of trials;
+# bench/diagnostics/diag_anchor_10s.json), with them the pretrained weights' pull keeps what a few
+# trials cannot tell.
 FULL = TuningConfig()
 QUICK = TuningConfig(n_val=1, amount_s=10.0, rest_s=8.0, cal_s=8.0, n_test=4, hidden_s=6.0, batch_size=4,
                      n_cal_windows=8, workers=1,
@@ -244,7 +245,7 @@ def _load_reuse(paths: Sequence[str | Path], tc: TuningConfig) -> dict[int, dict
                         if key in grids.get(method, ()):
                             vals = {k: float(row[k]) for k in REPORT_METRICS}
                             slot["rows"].setdefault(method, {})[key] = {
-                                **row, **vals, "reused_from": row.get("reused_from", str(path))}
+                                **row, **vals, "reused_from": row.get("reused_from", repo_path(path))}
         except (KeyError, TypeError, ValueError) as e:
             raise ValidationError("--reuse", str(path), "per-patient rows with every reported metric",
                                   f"{type(e).__name__}: {e}") from None

@@ -12,7 +12,7 @@ Both run in the same process on the same 40 observations of
 
 Both run with the torch threads ``bo``'s ask uses (:func:`~bfm_stim.optim.base.propose_threads`).
 
-The lead wires :func:`bench_ask` into ``bfm-stim bench optimizers``.
+``bfm-stim bench optimizers`` reports :func:`bench_ask` as ``bench_ask_40_obs``.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ import torch
 
 from bfm_stim.model.data import PatientSeries, patch_stimulus
 from bfm_stim.model.evaluate import forecast_r2, r2  # noqa: F401  (re-exported: the benchmarks import them from here)
-from bfm_stim.space import Stimulus, features_of
+from bfm_stim.space import Stimulus
+from bfm_stim.stim_features import features_of
 from loops.pretrain_corpus import FEATURES_OFF, resample_to
 
 __all__ = ["EvalPatient", "make_eval_patient", "state_oracle", "TEST_KINDS", "ArxModel", "r2", "forecast_r2"]

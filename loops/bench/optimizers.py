@@ -36,6 +36,7 @@ import numpy as np
 
 from bfm_stim._logging import get_logger
 from loops.offline import repo_path
+from loops.stats import iqr, median
 
 log = get_logger("loops.bench.optimizers")
 THRESHOLD = 0.05
@@ -98,7 +99,7 @@ def legacy_row(result: dict[str, Any], budget: int) -> dict[str, Any]:
             "censored_gap": not hit_gap, "final_regret_gap": curve_gap[-1] if curve_gap else math.inf,
             "side_effect_trials": int(sum(bool(r["side_effect_reported"]) for r in told)),
             "violations": int(sum(r["violation"] is not None for r in rows)),
-            "s_per_ask": float(np.median(asks)) if asks else math.nan, "make_s": math.nan,
+            "s_per_ask": median(asks), "make_s": math.nan,
             "objective": m["objective"], "oracle_cost": c_opt, "baseline_cost": c_off,
             "oracle_grid_cost": m["oracle"]["grid_cost"], "oracle_stimulus": m["oracle"]["stimulus"],
             "best": told[-1]["recommendation"] if told else None, "status": result["status"]}
@@ -133,16 +134,13 @@ def _summary(rows: list[dict[str, Any]], optimizers: tuple[str, ...]) -> dict[st
         ttt = np.array([x["trials_to_target"] for x in r], dtype=float)
         fin = np.array([x["final_regret"] for x in r], dtype=float)
         ttt_gap = np.array([x.get("trials_to_target_gap", np.nan) for x in r], dtype=float)
-        out[v] = {"runs": len(r), "trials_to_target_median": float(np.median(ttt)),
-                  "trials_to_target_iqr": [float(np.percentile(ttt, 25)), float(np.percentile(ttt, 75))],
+        out[v] = {"runs": len(r), "trials_to_target_median": median(ttt), "trials_to_target_iqr": iqr(ttt),
                   "censored": int(sum(x["censored"] for x in r)),
-                  "final_regret_median": float(np.median(fin)),
-                  "final_regret_iqr": [float(np.percentile(fin, 25)), float(np.percentile(fin, 75))],
-                  "trials_to_target_gap_median": float(np.median(ttt_gap)),
-                  "trials_to_target_gap_iqr": [float(np.percentile(ttt_gap, 25)), float(np.percentile(ttt_gap, 75))],
+                  "final_regret_median": median(fin), "final_regret_iqr": iqr(fin),
+                  "trials_to_target_gap_median": median(ttt_gap), "trials_to_target_gap_iqr": iqr(ttt_gap),
                   "censored_gap": int(sum(x.get("censored_gap", False) for x in r)),
                   "side_effect_trials_total": int(sum(x["side_effect_trials"] for x in r)),
-                  "side_effect_trials_median": float(np.median([x["side_effect_trials"] for x in r])),
+                  "side_effect_trials_median": median([x["side_effect_trials"] for x in r]),
                   "hard_violations": int(sum(x["violations"] for x in r)),
                   "s_per_ask_median": float(np.nanmedian([x["s_per_ask"] for x in r]))}
     return out

@@ -305,10 +305,26 @@ def _run(config: str | Path, checkpoint: str | Path, work: str | Path, bc: RealB
     man = json.loads((with_dir / "manifest.json").read_text())
     real_series = sum(1 for sh in man["shards"] for p in sh["patients"] if p.get("source") == "archive")
     results["corpus"] = {"simulated_patients": man["n_patients"] - real_series, "real_series": real_series,
-                         "real_share_of_series": real_series / man["n_patients"], "archive": man["archive"],
+                         "real_share_of_series": real_series / man["n_patients"],
+                         "archive": _portable_archive(man["archive"]),
                          "build_s": t_corpus}
     results["timing_s"] = time.perf_counter() - t0
     return results
+
+
+def _portable_archive(arc: dict[str, Any]) -> dict[str, Any]:
+    """The corpus manifest's archive report with every file as :func:`loops.offline.repo_path` gives it
+    (the recordings sit in ``--work``: no path of this machine in the benchmark JSON)."""
+    from loops.offline import repo_path
+
+    def fix(row: dict[str, Any]) -> dict[str, Any]:
+        if not row.get("file"):
+            return row
+        name = repo_path(row["file"])
+        return {**row, "file": name, **({"reason": str(row["reason"]).replace(str(row["file"]), name)}
+                                         if "reason" in row else {})}
+
+    return {**arc, "files": [fix(r) for r in arc.get("files", [])], "skipped": [fix(r) for r in arc.get("skipped", [])]}
 
 
 def _means(res: dict[str, Any]) -> dict[str, Any]:
@@ -329,7 +345,7 @@ if __name__ == "__main__":  # python -m loops.bench.pretrain_real {prepare|run} 
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("stage", choices=["prepare", "run"])
-    ap.add_argument("--config", default="configs/pretrain-small.toml")
+    ap.add_argument("--config", default="pretrain-small")
     ap.add_argument("--checkpoint", default="bfm_stim/checkpoints/default/model.pt")
     ap.add_argument("--recordings", default="../shared/data/recordings")
     ap.add_argument("--work", default=".bench_work")
@@ -348,9 +364,10 @@ if __name__ == "__main__":  # python -m loops.bench.pretrain_real {prepare|run} 
     else:
         res = run(a.config, a.checkpoint, a.work, bc, partial=Path(a.out).with_suffix(".partial.json"),
                   sim_corpus=a.sim_corpus)
-        from loops.offline import file_digest
+        from loops.offline import file_digest, repo_path
 
-        res = {"config": dataclasses.asdict(bc), "pretrain_config": str(a.config), "checkpoint": str(a.checkpoint),
+        res = {"config": dataclasses.asdict(bc), "pretrain_config": repo_path(a.config),
+               "checkpoint": repo_path(a.checkpoint),
                "checkpoint_digest": file_digest(Path(a.checkpoint)), "summary": _means(res), **res}
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(res, indent=1, default=str) + "\n")

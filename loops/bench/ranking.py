@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from bfm_stim._logging import get_logger
+from loops.stats import finite_summary
 
 log = get_logger("loops.bench.ranking")
 FAMILIES = ("bg-beta-v0", "cortex-jr-epileptic-v0")
@@ -160,14 +161,6 @@ def _run_patient(job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _nanmedian_summary(values: list[float]) -> dict[str, Any]:
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
-    if not len(v):
-        return {"median": None, "iqr": [None, None], "n": 0}
-    return {"median": float(np.median(v)), "iqr": [float(np.percentile(v, 25)), float(np.percentile(v, 75))],
-            "n": int(len(v))}
-
-
 def run_ranking_bench(n_patients: int = 20, n_stimuli: int = 48, repeats: int = 8, *, workers: int = 2,
                       checkpoint: str | Path | None = None, quick: bool = False, n_sweep: int = 12) -> dict[str, Any]:
     """Run the benchmark; returns its JSON-ready figures with a ``targets`` block (see the module docs).
@@ -211,7 +204,8 @@ def run_ranking_bench(n_patients: int = 20, n_stimuli: int = 48, repeats: int = 
     summary: dict[str, Any] = {}
     for f in FAMILIES:
         fam_rows = [r for r in rows if r["family"] == f]
-        summary[f] = {f"{o}/{s}": {k: _nanmedian_summary([r[f"{o}/{s}"].get(k) for r in fam_rows])
+        summary[f] = {f"{o}/{s}": {k: finite_summary([r[f"{o}/{s}"].get(k) for r in fam_rows],
+                                                     empty_iqr=[None, None])
                                    for k in keys if k in fam_rows[0][f"{o}/{s}"]} if fam_rows else {}
                       for o in OBJECTIVES for s in SLICES}
 

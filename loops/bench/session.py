@@ -4,7 +4,7 @@ For each of ``n_patients`` evaluation-cohort ``bg-beta-v0`` patients (never seen
 ``bfm-stim serve`` in a subprocess at ``speed`` × real time; a session as ``bfm-stim demo`` runs it
 (30 s rest, zero-shot adaptation of the shipped BFM, healthy-state latent target, ``budget`` guided
 trials of a 1 s train and ``trial_rest_s`` of rest) followed by two continuous segments on the best contact (130 Hz, 60 µs) — open-loop
-(always on at the controller's top amplitude) and adaptive (``configs/continuous.toml``). Then the
+(always on at the controller's top amplitude) and adaptive (the bundled ``continuous`` config). Then the
 simulator's oracle scores the recommendation (gap-normalized regret) with the session's own objective.
 
 Figures (medians over patients unless said): wall time per trial split into stimulation, response,

@@ -36,13 +36,14 @@ from bfm_stim.exceptions import ValidationError
 from bfm_stim.model.adapt import adapt, infer_embedding
 from bfm_stim.model.bfm import BrainFoundationModel
 from bfm_stim.model.checkpoint import load_checkpoint
-from bfm_stim.model.evaluate import bfm_predict  # noqa: F401  (re-exported: notes and tests import it from here)
+from bfm_stim.model.evaluate import bfm_predict  # noqa: F401  (re-exported: bench/diagnostics and tests use it)
 from bfm_stim.model.evaluate import normalised as _norm
 from bfm_stim.surrogate import Surrogate, default_checkpoint
 from loops.bench.adapt_tuning import unpack_setting
 from loops.bench.data import TEST_KINDS, ArxModel, EvalPatient, forecast_r2, make_eval_patient, r2
 from loops.pretrain_corpus import FEATURES_OFF
 from loops.offline import repo_path
+from loops.stats import finite_summary
 
 __all__ = ["BenchConfig", "FULL", "QUICK", "run_surrogate_bench", "remeasure_throughput", "write_plot", "main"]
 
@@ -256,21 +257,13 @@ def _consistency(zs: list[np.ndarray], eps: list[Any]) -> list[float]:
     return out
 
 
-def _summary(vals: list[float]) -> dict[str, Any]:
-    v = np.asarray([x for x in vals if x is not None and np.isfinite(x)], np.float64)
-    if not len(v):
-        return {"median": None, "iqr": None, "n": 0}
-    return {"median": float(np.median(v)), "iqr": [float(np.percentile(v, 25)), float(np.percentile(v, 75))],
-            "n": int(len(v))}
-
-
 def throughput(model: BrainFoundationModel, ep: EvalPatient, n: int, reps: int = 3) -> dict[str, float]:
     """Candidates per second of :meth:`Surrogate.predict` (1 s horizon) with and without the signal."""
     emb = infer_embedding(model, ep.series(0).data, ep.session.positions)
     sur = Surrogate(model, positions=ep.session.positions, patient=emb, forecaster=_forecaster(model.config, ep.series(0)))
     x = torch.randn(n, model.config.n_stim_features)
     prev = torch.get_num_threads()
-    torch.set_num_threads(2)  # the issue's figure: candidates/s on 2 cores
+    torch.set_num_threads(2)  # the throughput target is candidates/s on 2 cores
     ctx = ep.ctx[0]
     out = {}
     for sig in (False, True):
@@ -470,9 +463,9 @@ def _run(bc: BenchConfig, quick: bool, checkpoint: str | Path | None, progress: 
     for (name, a), zl in zs.items():
         for m_, c in zip(raw[name][a], _consistency([z for _, z in zl], [views[j] for j, _ in zl])):
             m_["latent_consistency"] = c
-    results = {m: {f"{a:g}": {k: _summary([r.get(k) for r in raw[m][a]]) for k in METRICS}
+    results = {m: {f"{a:g}": {k: finite_summary([r.get(k) for r in raw[m][a]]) for k in METRICS}
                    for a in bc.amounts_s} for m in METHODS}
-    by_family = {f: {m: {f"{a:g}": {k: _summary([r.get(k) for r, g in zip(raw[m][a], fam_of[m][a]) if g == f])
+    by_family = {f: {m: {f"{a:g}": {k: finite_summary([r.get(k) for r, g in zip(raw[m][a], fam_of[m][a]) if g == f])
                                     for k in FAMILY_METRICS} for a in bc.amounts_s} for m in METHODS}
                  for f in dict.fromkeys(fams[:n_eval])}
     out = {"config": dataclasses.asdict(bc), "checkpoint": repo_path(ck), "model_config": cfg.to_dict(),
@@ -489,7 +482,7 @@ def _med(results: dict, m: str, a: str, k: str) -> float:
 
 
 def _targets(results: dict, bc: BenchConfig) -> dict[str, Any]:
-    """The issue's targets at 2 min of adaptation (or the largest amount below it)."""
+    """The benchmark's targets at 2 min of adaptation (or the largest amount below it)."""
     amts = [a for a in bc.amounts_s if a <= 120.0]
     a = f"{max(amts):g}"
     best = max(("pretrained_embedding", "pretrained_finetune"), key=lambda m: _med(results, m, a, "forecast_r2_160ms"))

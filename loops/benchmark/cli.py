@@ -1,7 +1,7 @@
 """``bfm-stim benchmark``: run a benchmark declared in TOML and write its report.
 
-    bfm-stim benchmark --config configs/benchmark.toml --out runs/benchmark
-    bfm-stim benchmark --quick --out runs/benchmark-quick            # configs/benchmark-quick.toml
+    bfm-stim benchmark --config benchmark --out runs/benchmark       # a bundled config, or a TOML file
+    bfm-stim benchmark --quick --out runs/benchmark-quick            # the bundled benchmark-quick
     bfm-stim benchmark --config ... --out ... --executor ray [--address ray://head:10001]
     bfm-stim report runs/benchmark                                   # rebuild the report
 
@@ -18,15 +18,16 @@ from bfm_stim.exceptions import ValidationError
 
 __all__ = ["add_arguments", "run"]
 
-DEFAULT_CONFIG = "configs/benchmark.toml"
-QUICK_CONFIG = "configs/benchmark-quick.toml"
+DEFAULT_CONFIG = "benchmark"  # bundled configs (loops/configs/), never looked up in the current directory
+QUICK_CONFIG = "benchmark-quick"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``bfm-stim benchmark``."""
     p = parser
     p.add_argument("--config", default=None,
-                   help=f"benchmark TOML (default {DEFAULT_CONFIG}; with --quick {QUICK_CONFIG})")
+                   help=f"benchmark TOML, or a bundled config's name (default {DEFAULT_CONFIG}; with --quick "
+                        f"{QUICK_CONFIG}; see `bfm-stim configs`)")
     p.add_argument("--out", default=None, help="results folder; rerunning with the same folder resumes "
                    "(default runs/benchmark, runs/benchmark-quick with --quick)")
     p.add_argument("--executor", choices=["local", "ray"], default=None, help="override [executor] kind")
@@ -51,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark ``args`` describe; print where the report is. Returns the exit status."""
     from loops.benchmark.config import load_config
     from loops.benchmark.executors import run_benchmark
+    from loops.config_files import bundled_config, config_path
 
-    cfg_path = Path(args.config or (QUICK_CONFIG if args.quick else DEFAULT_CONFIG))
+    cfg_path = (config_path(args.config, what="benchmark config") if args.config
+                else bundled_config(QUICK_CONFIG if args.quick else DEFAULT_CONFIG))
     out = Path(args.out or ("runs/benchmark-quick" if args.quick and not args.config else "runs/benchmark"))
     for name, v, lo in (("--workers", args.workers, 1), ("--max-pending", args.max_pending, 1),
                         ("--n-patients", args.n_patients, 1), ("--seeds", args.seeds, 1), ("--budget", args.budget, 1)):

@@ -59,6 +59,7 @@ from typing import Any, Mapping
 
 from bfm_stim.exceptions import ConfigError, ValidationError
 from bfm_stim.files import read_toml
+from loops.config_files import config_path
 
 __all__ = ["CohortConfig", "PatientEntry", "ObjectiveConfig", "OracleConfig", "OptimizerEntry", "ExecutorConfig",
            "MetricsConfig", "BenchmarkConfig", "load_config", "config_from_dict", "FAMILIES", "EXTERNAL"]
@@ -331,13 +332,13 @@ def config_from_dict(d: Mapping[str, Any]) -> BenchmarkConfig:
 
 
 def load_config(path: str | Path) -> BenchmarkConfig:
-    """Read and check a benchmark TOML file.
+    """Read and check a benchmark TOML file, or a bundled config by name (``"benchmark-quick"``).
 
     Raises:
         ConfigError: Missing file, invalid TOML or an unknown key (the message names file and key).
         ValidationError: A value out of range (names the field, the value and the range).
     """
-    path = Path(path)
+    path = config_path(path, what="benchmark config")
     data = read_toml(path, what="benchmark config")
     try:
         return config_from_dict(data)

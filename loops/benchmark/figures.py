@@ -1,4 +1,4 @@
-"""``bench/benchmark.json``: the harness' figures and the issue's targets, measured on this machine.
+"""``bench/benchmark.json``: the harness' figures and its targets, measured on the machine that runs it.
 
     python -m loops.benchmark.figures --full runs/benchmark --json bench/benchmark.json
     python -m loops.benchmark.figures --bandpower runs/benchmark-bandpower --note "..."
@@ -8,7 +8,7 @@
   trials, hard violations, seconds per ask; and the targets (zero hard violations; ``guided`` needs
   fewer trials than every external optimizer; ``bo`` no more than Optuna's GP sampler, with fewer
   side-effect trials).
-* The quick config (``configs/benchmark-quick.toml``) end to end as a user runs it, report included,
+* The quick config (the bundled ``benchmark-quick``) end to end as a user runs it, report included,
   in a fresh process with an empty oracle cache: its wall time (target < 5 min on 2 cores).
 * Scale, on the same work (the quick config's cells): runs per minute for the local executor with 1
   and 2 workers and for Ray (local instance, 2 CPUs), Ray's overhead per task (submit-to-result time
@@ -40,7 +40,7 @@ def _check(measured: Any, target: str, met: bool | None) -> dict[str, Any]:
 
 
 def targets(summary: dict[str, Any]) -> dict[str, Any]:
-    """The issue's targets on a ``summary.json``'s per-optimizer figures."""
+    """The targets on a ``summary.json``'s per-optimizer figures."""
     s = summary["summary"]
     med = {o: v["trials_to_target_median"] for o, v in s.items()}
     t: dict[str, Any] = {}
@@ -57,7 +57,7 @@ def targets(summary: dict[str, Any]) -> dict[str, Any]:
         se = {o: s[o]["side_effect_trials_total"] for o in ("bo", "optuna_gp")}
         t["bo_fewer_side_effect_trials_than_optuna_gp"] = _check(se, "bo < optuna_gp (total over runs)",
                                                                  se["bo"] < se["optuna_gp"])
-    if all(o in med for o in ("guided", "bo", "random")):  # the surrogate issue's latent-target figures
+    if all(o in med for o in ("guided", "bo", "random")):  # the surrogate's latent-target figures
         g = med["guided"]
         t["guided_le_5_trials"] = _check(g, "guided median <= 5", g <= 5)
         t["guided_3x_fewer_trials_than_bo"] = _check({"guided": g, "bo": med["bo"], "ratio": med["bo"] / g},
@@ -117,10 +117,11 @@ def scale(out: Path) -> dict[str, Any]:
     from loops.benchmark.cells import expand
     from loops.benchmark.config import load_config
     from loops.benchmark.executors import LocalExecutor, RayExecutor, Store, execute
+    from loops.config_files import bundled_config
 
-    cfg = load_config(REPO / "configs" / "benchmark-quick.toml")
+    cfg = load_config(bundled_config("benchmark-quick"))
     cells = expand(cfg)
-    res: dict[str, Any] = {"work": f"configs/benchmark-quick.toml: {len(cells)} runs (oracle optima cached)"}
+    res: dict[str, Any] = {"work": f"the bundled benchmark-quick config: {len(cells)} runs (oracle optima cached)"}
     execute(cfg, cells, out / "warm", progress=False, executor=LocalExecutor(2))  # oracle cache and imports warm
     for name, ex in (("local_1", LocalExecutor(1)), ("local_2", LocalExecutor(2))):
         rec = execute(cfg, cells, out / name, progress=False, executor=ex)
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--note", default="", help="what was run, stated in the JSON (e.g. a reduced default config)")
     ap.add_argument("--bandpower", default=None, metavar="DIR",
-                    help="instead: a finished configs/benchmark-bandpower.toml run -> --json (its own file)")
+                    help="instead: a finished benchmark-bandpower run -> --json (its own file)")
     a = ap.parse_args(argv)
     if a.bandpower:
         if a.json == "bench/benchmark.json":

@@ -19,6 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from loops.stats import bootstrap_median_ci, median, median_iqr
+
 __all__ = ["run_records", "trials_to_target", "ert", "optimizer_summary", "ecdf", "bootstrap_band",
            "paired_tests", "holm", "win_rate", "regret_matrix"]
 
@@ -47,7 +49,7 @@ def run_records(results: list[dict[str, Any]], thresholds: Sequence[float]) -> l
             "ttt": {str(t): trials_to_target(regret, t) for t in thresholds},
             "side_effect_trials": int(sum(bool(r.get("side_effect_reported")) for r in rows)),
             "hard_violations": int(sum(r.get("violation") is not None for r in rows)),
-            "s_per_ask": float(np.median(asks)) if asks else math.nan,
+            "s_per_ask": median(asks),
             "run_s": float(res.get("run_s", math.nan)),
         })
     return out
@@ -66,32 +68,32 @@ def _censored(r: dict[str, Any], tau: float) -> int:
     return h if h is not None else r["budget"] + 1
 
 
-def _q(x: Sequence[float]) -> tuple[float, list[float]]:
-    a = np.asarray(x, dtype=float)
-    if not a.size:
-        return math.nan, [math.nan, math.nan]
-    return float(np.median(a)), [float(np.percentile(a, 25)), float(np.percentile(a, 75))]
+def optimizer_summary(runs: list[dict[str, Any]], thresholds: Sequence[float], primary: float, *,
+                      n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Per-optimizer figures: trials to target (median, IQR, ERT per threshold), final regret, safety, timing.
 
-
-def optimizer_summary(runs: list[dict[str, Any]], thresholds: Sequence[float], primary: float) -> dict[str, Any]:
-    """Per-optimizer figures: trials to target (median, IQR, ERT per threshold), final regret, safety, timing."""
+    ``trials_to_target_ci95``: percentile-bootstrap 95 % interval of the median trials to the primary
+    target (censored runs at ``budget + 1``; ``n_boot`` resamples of the runs, seeded with ``seed``).
+    """
     out: dict[str, Any] = {}
     for opt in dict.fromkeys(r["optimizer"] for r in runs):
         rs = [r for r in runs if r["optimizer"] == opt]
-        med, iqr = _q([_censored(r, primary) for r in rs])
-        fin, fin_iqr = _q([r["final_regret"] for r in rs])
+        ttt = [_censored(r, primary) for r in rs]
+        med, iqr = median_iqr(ttt)
+        fin, fin_iqr = median_iqr([r["final_regret"] for r in rs])
         status: dict[str, int] = {}
         for r in rs:
             status[r["status"]] = status.get(r["status"], 0) + 1
         out[opt] = {
             "runs": len(rs), "status": status,
             "trials_to_target_median": med, "trials_to_target_iqr": iqr,
+            "trials_to_target_ci95": list(bootstrap_median_ci(ttt, level=0.95, n_boot=n_boot, seed=seed)),
             "reached": sum(r["ttt"][str(primary)] is not None for r in rs),
             "by_threshold": {str(t): {"ert": ert(rs, t), "reached": sum(r["ttt"][str(t)] is not None for r in rs),
-                                      "median": _q([_censored(r, t) for r in rs])[0]} for t in thresholds},
+                                      "median": median([_censored(r, t) for r in rs])} for t in thresholds},
             "final_regret_median": fin, "final_regret_iqr": fin_iqr,
             "side_effect_trials_total": int(sum(r["side_effect_trials"] for r in rs)),
-            "side_effect_trials_median": _q([r["side_effect_trials"] for r in rs])[0],
+            "side_effect_trials_median": median([r["side_effect_trials"] for r in rs]),
             "hard_violations": int(sum(r["hard_violations"] for r in rs)),
             "s_per_ask_median": float(np.nanmedian([r["s_per_ask"] for r in rs])) if rs else math.nan,
             "run_s_median": float(np.nanmedian([r["run_s"] for r in rs])) if rs else math.nan,

@@ -4,9 +4,10 @@
 ``OUT/cells/*.json`` and writes:
 
 * ``summary.json`` — per optimizer (and per optimizer within each family): runs and their status,
-  trials to the primary target (median, IQR, censored at ``budget + 1``), ERT and successes per
-  threshold, final regret, side-effect trials, hard violations, seconds per ask; the paired tests, the
-  win-rate matrix, the ECDF and regret bands; config hash and versions;
+  trials to the primary target (median, IQR, bootstrap 95 % interval of the median, censored at
+  ``budget + 1``), ERT and successes per threshold, final regret, side-effect trials, hard violations,
+  seconds per ask; the paired tests, the win-rate matrix, the ECDF and regret bands; config hash and
+  versions;
 * ``summary.csv`` (one row per optimizer), ``runs.csv`` (one per run), ``trials.csv`` (one per trial);
 * ``plots/*.png`` and ``report.html`` (images embedded as base64: one file to send) with ``report.md``
   beside it (the same tables, images linked from ``plots/``).
@@ -62,9 +63,9 @@ def summarize(meta: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, 
         "patients": len({r["patient"] for r in runs}), "families": fams,
         "objective": next((r["manifest"].get("objective") for r in results if r["manifest"].get("objective")), None),
         "regret": "(c(rec) - c_opt) / (c_off - c_opt) on oracle costs; c_opt, c_off from the manifest's oracle",
-        "summary": M.optimizer_summary(runs, th, primary),
-        "summary_by_family": {f: M.optimizer_summary([r for r in runs if r["family"] == f], th, primary)
-                              for f in fams},
+        "summary": M.optimizer_summary(runs, th, primary, n_boot=n_boot),
+        "summary_by_family": {f: M.optimizer_summary([r for r in runs if r["family"] == f], th, primary,
+                                                     n_boot=n_boot) for f in fams},
         "paired_tests": M.paired_tests(runs, primary), "win_rate": M.win_rate(runs, primary),
         "ecdf": M.ecdf(runs, th, budget), "regret_bands": bands, "versions": versions,
         "failures": [{"cell_id": r["cell_id"], "patient": r["patient"], "optimizer": r["optimizer"], "seed": r["seed"],
@@ -95,10 +96,10 @@ def _tables(s: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:
     th, p = s["thresholds"], s["primary_threshold"]
     summ = s["summary"]
     t1 = ("Trials to target, regret and safety", ["optimizer", "runs", f"trials to {p:g} (median)", "IQR",
-           f"reached {p:g}", "final regret (median)", "side-effect trials", "hard violations", "s per ask",
-           "status"],
-          [[o, v["runs"], v["trials_to_target_median"], v["trials_to_target_iqr"], v["reached"],
-            v["final_regret_median"], v["side_effect_trials_total"], v["hard_violations"], v["s_per_ask_median"],
+           "median 95% CI (bootstrap)", f"reached {p:g}", "final regret (median)", "side-effect trials",
+           "hard violations", "s per ask", "status"],
+          [[o, v["runs"], v["trials_to_target_median"], v["trials_to_target_iqr"], v.get("trials_to_target_ci95"),
+            v["reached"], v["final_regret_median"], v["side_effect_trials_total"], v["hard_violations"], v["s_per_ask_median"],
             ", ".join(f"{k} {n}" for k, n in v["status"].items())] for o, v in summ.items()])
     t2 = ("Expected running time (COCO ERT, trials) per target", ["optimizer"] + [f"ERT {t:g}" for t in th]
           + [f"reached {t:g}" for t in th],

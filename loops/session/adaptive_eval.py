@@ -55,6 +55,7 @@ from bfm_stim.exceptions import ValidationError
 from bfm_stim.space import Stimulus, StimulusSpace
 from loops.session.biomarker import BandPowerBiomarker
 from loops.session.controller import AdaptiveController, ControllerConfig, OpenLoop
+from loops.stats import median
 
 __all__ = ["PATIENT_ID", "TRAIN_SEEDS_OFFSET", "train_seeds", "eval_space", "select_contact", "run", "evaluate",
            "decode", "tune", "ceiling", "dynamics", "main"]
@@ -269,8 +270,7 @@ def run(seed: int, cfg: ControllerConfig, duration_s: float = 60.0, *, rest_s: f
 
 
 def _median(rows: list[dict[str, Any]], name: str, key: str) -> float:
-    v = [r[name][key] for r in rows if name in r and key in r[name]]
-    return float(np.median(v)) if v else math.nan
+    return median([r[name][key] for r in rows if name in r and key in r[name]])
 
 
 def evaluate(seeds: Sequence[int], cfg: ControllerConfig, duration_s: float = 60.0, *, rest_s: float = 20.0,
@@ -278,7 +278,7 @@ def evaluate(seeds: Sequence[int], cfg: ControllerConfig, duration_s: float = 60
              patient_id: str = PATIENT_ID) -> dict[str, Any]:
     """Adaptive against open loop on ``seeds``; per-patient figures, medians and the target check.
 
-    Target (issue 20): adaptive reaches >= 90 % of open loop's beta suppression with <= 50 % of
+    Target: adaptive reaches >= 90 % of open loop's beta suppression with <= 50 % of
     its charge; ``target_met`` counts the patients that meet it.
     """
     t0 = time.perf_counter()
@@ -448,13 +448,13 @@ def ceiling(seeds: Sequence[int], cfg: ControllerConfig, duration_s: float = 60.
     med: dict[str, Any] = {}
     for group in ("oracle", "duty", "amplitude"):
         for key in rows[0][group]:
-            med[f"{group}:{key}"] = {k: float(np.median([r[group][key][k] for r in rows]))
+            med[f"{group}:{key}"] = {k: median([r[group][key][k] for r in rows])
                                      for k in ("suppression_ratio", "charge_fraction", "time_on_fraction")}
     tit = [r["titrated"] for r in rows if r["titrated"] is not None]
     med["titrated"] = {"n_reaching_90pct": len(tit),
                        "n_meeting_target": sum(t["charge_fraction"] <= 0.5 for t in tit),
-                       "charge_fraction": float(np.median([t["charge_fraction"] for t in tit])) if tit else math.nan}
-    med["dynamics"] = {k: float(np.median([r["dynamics"][k] for r in rows])) for k in rows[0]["dynamics"]}
+                       "charge_fraction": median([t["charge_fraction"] for t in tit])}
+    med["dynamics"] = {k: median([r["dynamics"][k] for r in rows]) for k in rows[0]["dynamics"]}
     return {"seeds": list(seeds), "duration_s": duration_s, "patients": rows, "median": med}
 
 

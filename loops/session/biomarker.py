@@ -5,8 +5,8 @@ received stream; the controller (:mod:`loops.session.controller`) turns the valu
 amplitude. :class:`BandPowerBiomarker` is the classic adaptive-DBS biomarker: log10 of the
 beta-band (13–30 Hz) power of the DBS-lead LFP. It evaluates a Hann-windowed periodogram at the
 band's frequencies only, as one matrix product with a precomputed (window × DFT) matrix, so a
-16-channel × 500-sample window costs a few tens of µs (``notes`` figure measured in the tests:
-well under 1 ms). Its value equals ``log10`` of the mean over the chosen channels of the mean of
+16-channel × 500-sample window costs a few tens of µs (the tests require under 0.5 ms). Its value
+equals ``log10`` of the mean over the chosen channels of the mean of
 ``scipy.signal.welch(x, fs, window="hann", nperseg=n_samples)`` over the band's bins.
 
 Example:

@@ -67,13 +67,15 @@ def simulated_patient(spec: Any) -> Any | None:
 
 
 def device_space(cfg: Any, spec: Any) -> StimulusSpace:
-    """The stimulus space: ``[device] space`` (a TOML file) or the simulated patient's own."""
+    """The stimulus space: ``[device] space`` (a TOML file or a bundled config's name), or the simulated
+    patient's own."""
     if cfg.device.space:
-        return StimulusSpace.from_toml(cfg.resolve(cfg.device.space))
+        return StimulusSpace.from_toml(cfg.config_file(cfg.device.space, what="[device] space"))
     p = simulated_patient(spec)
     if p is None:
         raise ConfigError(f"device {spec.source_id!r} is not a simulated patient, so its stimulus space must be "
-                          "given: [device] space = \"configs/space-dbs.toml\" (contacts, bounds, safety limits)")
+                          "given: [device] space = \"space-dbs.toml\" (contacts, bounds, safety limits: the bundled "
+                          "space-dbs, or your copy from `bfm-stim configs space-dbs --out space-dbs.toml`)")
     return p.stimulus_space(cfg.device.space_kind)
 
 

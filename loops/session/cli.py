@@ -10,7 +10,8 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default=None, help="session TOML (configs/session.toml); not with --resume")
+    p.add_argument("--config", default=None, help="session TOML, or a bundled config's name (session; see "
+                   "`bfm-stim configs`); not with --resume")
     p.add_argument("--out", default=None, help="session directory to create (default: sessions/<time>)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the session in DIR after a crash or stop")
     p.add_argument("--export-bids", default=None, metavar="BIDS_ROOT",
@@ -23,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bfm_stim.exceptions import ConfigError
+    from loops.config_files import config_path
     from loops.session.config import load_config
     from loops.session.runner import run_session
 
@@ -41,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.resume)
     else:
         if not args.config:
-            raise ConfigError("give --config FILE (see configs/session.toml), or --resume DIR")
-        cfg = load_config(args.config)
+            raise ConfigError("give --config FILE (or `--config session`, the bundled example), or --resume DIR")
+        src = config_path(args.config, what="session config")
+        cfg = load_config(src)
         for table, key, val in (("device", "source_id", args.source_id), ("trials", "budget", args.budget),
                                 ("trials", "optimizer", args.optimizer)):
             if val is not None:
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{out} already holds a session; continue it with `bfm-stim session --resume {out}` "
                               "or choose another --out")
         out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(args.config, out / "config.toml")
+        shutil.copyfile(src, out / "config.toml")
         summary = run_session(cfg, out, live=False if args.no_live else None)
     print(json.dumps(summary, indent=1, default=str))
     print(f"session directory: {out}  (report: {out / 'report' / 'index.html'})")

@@ -1,4 +1,4 @@
-"""The session's TOML configuration (``configs/session.toml``), as frozen, validated dataclasses.
+"""The session's TOML configuration (the bundled ``session`` config), as frozen, validated dataclasses.
 
 Every field has a default, so ``[device] source_id`` and ``key_file`` are all a session needs.
 Unknown keys and bad values raise :class:`~bfm_stim.exceptions.ConfigError` naming the file, the
@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from bfm_stim.exceptions import ConfigError
 from bfm_stim.files import read_toml
+from loops.config_files import config_path, is_bundled
 
 __all__ = ["DeviceConfig", "CalibrationConfig", "TrialConfig", "PreprocessConfig", "HealthConfig",
            "ContinuousSegments", "SessionConfig", "load_config", "read_toml"]
@@ -69,7 +70,8 @@ class DeviceConfig(_Table):
         source_id: ``source_id`` of the device's signal stream (preferred: reconnection works by it).
         name: Stream name, when no ``source_id`` is given.
         key_file: Session key shared with the device (``bfm-stim keygen``); relative to the config file.
-        space: Stimulus space TOML (contacts, bounds, safety limits), e.g. ``configs/space-dbs.toml``;
+        space: Stimulus space TOML (contacts, bounds, safety limits): a path relative to the config
+            file, or the name of a bundled config (``"space-dbs"``);
             ``""``: the simulated patient's own space (only for a ``bfm-stim serve`` device).
         space_kind: With a simulated patient: ``"electrical"`` or ``"sensory"`` (flicker/click trains).
         n_channels: Expected signal channels (0: accept the stream's).
@@ -150,7 +152,7 @@ class TrialConfig(_Table):
 
     Attributes:
         optimizer: Registered optimizer (``bfm_stim.optim.registry``), e.g. ``guided``, ``bo``.
-        settings: Optimizer settings (default: its table in ``configs/optimizers.toml``).
+        settings: Optimizer settings (default: its table in the bundled ``optimizers`` config).
         seed: Optimizer seed.
         budget: Completed trials after which the session ends.
         rest_s: Inter-trial rest after each response window, s.
@@ -292,7 +294,11 @@ class ContinuousSegments(_Table):
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """The whole configuration; ``base`` is the folder relative paths are resolved against."""
+    """The whole configuration; ``base`` is the folder relative paths are resolved against.
+
+    ``base`` is the config file's folder; for a bundled config (a template) it is the current
+    directory when it was loaded, so its ``key_file = "session.key"`` is the user's key.
+    """
 
     device: DeviceConfig
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
@@ -323,6 +329,10 @@ class SessionConfig:
         q = Path(p).expanduser()
         return q if q.is_absolute() else Path(self.base) / q
 
+    def config_file(self, p: str, *, what: str) -> Path:
+        """A config file the config names: a path as :meth:`resolve` gives it, else a bundled config's name."""
+        return config_path(p, what=what, base=self.base)
+
     def replace(self, table: str, **changes: Any) -> "SessionConfig":
         """A copy with fields of one table changed (CLI overrides), validated again."""
         d = self.to_dict()
@@ -331,10 +341,14 @@ class SessionConfig:
 
 
 def load_config(path: str | Path) -> SessionConfig:
-    """Read ``path`` (TOML) into a :class:`SessionConfig`; errors name the file."""
-    p = Path(path)
+    """Read a session config into a :class:`SessionConfig`; errors name the file.
+
+    Args:
+        path: A TOML file, or the name of a bundled config (``"session"``; see :mod:`loops.config_files`).
+    """
+    p = config_path(path, what="session config")
     try:
-        return SessionConfig.from_dict(read_toml(p), base=p.parent)
+        return SessionConfig.from_dict(read_toml(p), base=Path.cwd() if is_bundled(p) else p.parent)
     except ConfigError as e:
         if str(p) in str(e):
             raise

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import gc
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,21 +27,21 @@ import numpy as np
 from bfm_stim._logging import get_logger
 from bfm_stim.lsl.config import local_clock
 from bfm_stim.space import Stimulus, StimulusSpace
+from loops.config_files import CONFIG_DIR
 
 __all__ = ["run_continuous", "controller_config", "segment_summary"]
 
 log = get_logger("loops.session.continuous")
-REPO = Path(__file__).resolve().parents[2]
 DEVICE_DURATIONS = (0.05, 600.0)  # s: the train durations a device accepts (continuous commands are short)
 
 
 def controller_config(ctx: Any) -> Any:
-    """The controller's settings: ``[continuous.controller]`` over ``configs/continuous.toml``; the contact
+    """The controller's settings: ``[continuous.controller]`` over the bundled ``continuous`` config; the contact
     from the trials' best train when ``use_best`` (the rate and pulse width stay the controller's: the
     trials may have optimized a target whose best train is, say, 2 Hz, which suppresses no beta)."""
     from loops.session.controller import ControllerConfig
 
-    base = REPO / "configs" / "continuous.toml"
+    base = CONFIG_DIR / "continuous.toml"
     cfg = ControllerConfig.from_toml(base) if base.is_file() else ControllerConfig()
     if ctx.cfg.continuous.controller:
         cfg = cfg.replace(**dict(ctx.cfg.continuous.controller))

@@ -184,7 +184,7 @@ class ControllerConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path, table: str = "continuous") -> "ControllerConfig":
-        """Read ``[continuous]`` (or its ``controller`` sub-table, as in ``configs/session.toml``)."""
+        """Read ``[continuous]`` (or its ``controller`` sub-table, as in the bundled ``session`` config)."""
         p = Path(path)
         data = read_toml(p, what="session config")
         if table not in data:

@@ -24,6 +24,7 @@ from bfm_stim import __version__
 from bfm_stim._logging import get_logger
 from bfm_stim.exceptions import ConfigError, OptimizerError
 from bfm_stim.space import Stimulus
+from loops.config_files import config_path
 from loops.session.config import SessionConfig, load_config
 from loops.session.store import OPT_STATE, SessionStore, replay
 
@@ -199,6 +200,8 @@ def run_session(config: str | Path | SessionConfig | None, out: str | Path, *, r
     else:
         if config is None:
             raise ConfigError("give --config FILE for a new session (or --resume DIR)")
+        if not isinstance(config, SessionConfig):
+            config = config_path(config, what="session config")  # a file, or a bundled config's name
         cfg = config if isinstance(config, SessionConfig) else load_config(config)
         store = SessionStore(out, create=True)
         if not isinstance(config, SessionConfig):

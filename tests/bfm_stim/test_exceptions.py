@@ -21,15 +21,3 @@ def test_errors_survive_pickling_with_their_fields(err):
     back = pickle.loads(pickle.dumps(err))
     assert type(back) is type(err) and str(back) == str(err)
     assert {k: str(v) for k, v in vars(back).items()} == {k: str(v) for k, v in vars(err).items()}
-
-
-def _refuse(field: str) -> None:
-    raise ValidationError(field, 0, "> 0")
-
-
-def test_an_error_raised_in_a_worker_process_reaches_the_parent_as_itself():
-    from loops._pool import map_jobs
-
-    with pytest.raises(ValidationError, match="--amount=0 is not allowed") as info:
-        map_jobs(_refuse, ["--amount", "--amount"], 2, desc="jobs", progress=False)
-    assert info.value.field == "--amount" and info.value.allowed == "> 0"

@@ -29,7 +29,7 @@ def test_latent_target_cost_and_gradient():
 
 def test_latent_target_from_recording_is_its_own_minimum():
     from bfm_stim.model import BrainFoundationModel, ModelConfig
-    from bfm_stim.space import N_FEATURES
+    from bfm_stim.stim_features import N_FEATURES
     from bfm_stim.surrogate import Surrogate
 
     torch.manual_seed(0)

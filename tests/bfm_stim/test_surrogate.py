@@ -9,7 +9,8 @@ import torch
 from bfm_stim.exceptions import ValidationError
 from bfm_stim.model import BrainFoundationModel, ModelConfig
 from bfm_stim.model.data import sample_batch
-from bfm_stim.space import N_FEATURES, Contact, Stimulus, StimulusSpace, stimulus_features
+from bfm_stim.space import Contact, Stimulus, StimulusSpace
+from bfm_stim.stim_features import N_FEATURES, stimulus_features
 from bfm_stim.surrogate import Surrogate
 
 CFG = ModelConfig(d_model=32, d_latent=16, d_channel=16, n_virtual=4, d_patient=8, n_layers=1, n_heads=2,
@@ -70,10 +71,9 @@ def test_batching_matches_single_predictions(sur):
 
 
 def test_conformal_calibration_gives_about_nominal_coverage(sur, make_series_fn=None):
-    from loops.pretrain_corpus import CorpusConfig, iter_corpus
+    from tiny_bfm import synthetic_series
 
-    s = next(iter_corpus(CorpusConfig(source="synthetic", n_patients=1, rest_s=8.0, n_trials=8,
-                                      trial_pre_s=0.5, trial_post_s=1.5, seed=5), fs=250.0))
+    s = next(synthetic_series(1, rest_s=8.0, n_trials=8, trial_pre_s=0.5, trial_post_s=1.5, seed=5))
     sur2 = Surrogate(sur.model, positions=s.positions, patient=torch.zeros(8))
     b = sample_batch([s], 80, n_ctx=8, n_hor=4, patch_len=25, rng=np.random.default_rng(0))
     ctx, fut, st = b.x[..., :200], b.x[..., 200:], b.stim[:, 8:]

@@ -42,7 +42,8 @@ def test_adapt_on_the_clinical_edf_ends_no_worse_than_it_started(recordings_dir,
     assert all(r2["adapted"][k] >= r2["zero_shot"][k] for k in LEADS)
     # the cause is gone: no window scores a loss in the thousands (was 5848 and 3137 in 100 steps)
     assert max(s["losses"]) < 50.0, max(s["losses"])
-    assert s["fallback"] is None or s["fallback"]["kind"] == "no_improvement"
+    # a kept step after zero-shot is no fallback; keeping zero-shot itself is the no-improvement fallback
+    assert s["fallback"] is None if s["best_step"] > 0 else s["fallback"]["kind"] == "no_improvement"
     # the table is on the screen and the record in the patient file
     text = caplog.text
     assert "held-out forecast R2" in text and "persistence" in text

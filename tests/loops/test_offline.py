@@ -15,15 +15,6 @@ from loops.offline import run_offline
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    from loops.pretrain import main
-
-    out = tmp_path_factory.mktemp("tiny")
-    main(REPO / "configs" / "pretrain-tiny.toml", out, steps=4, progress=False)
-    return out / "model.pt"
-
-
 def _check_protocol(result: dict, path: Path, budget: int) -> None:
     import simulators
 
@@ -41,11 +32,11 @@ def _check_protocol(result: dict, path: Path, budget: int) -> None:
                                                               if (t["side_effect"] or 0.0) < 0.5)
 
 
-def test_guided_with_tiny_model_on_healthy_target(tmp_path, tiny_ckpt):
+def test_guided_with_tiny_model_on_healthy_target(tmp_path, tiny_checkpoint):
     out = tmp_path / "protocol.json"
-    r = run_offline("bg-beta-v0", 7, "healthy", "guided", 4, out, checkpoint=tiny_ckpt, progress=False)
+    r = run_offline("bg-beta-v0", 7, "healthy", "guided", 4, out, checkpoint=tiny_checkpoint, progress=False)
     _check_protocol(r, out, 4)
-    assert r["objective"].startswith("latent distance") and r["surrogate"] == str(tiny_ckpt)
+    assert r["objective"].startswith("latent distance") and r["surrogate"] == str(tiny_checkpoint)
     assert r["settings"]["seed"] == 7 and r["settings"]["n_design"] == 3
     assert all(np.isfinite(t["predicted_cost"]) and t["predicted_std"] >= 0 for t in r["trials"])
     assert all(t["predicted_cost"] is not None for t in r["top"])
@@ -61,7 +52,7 @@ def test_bandpower_target_without_model(tmp_path):
     assert all(t["predicted_cost"] is None for t in r["trials"])
 
 
-def test_surrogate_only_on_a_recording(tmp_path, tiny_ckpt):
+def test_surrogate_only_on_a_recording(tmp_path, tiny_checkpoint):
     import simulators
     from bfm_stim.recording import Recording
 
@@ -74,9 +65,9 @@ def test_surrogate_only_on_a_recording(tmp_path, tiny_ckpt):
     np.save(target, np.zeros(16, np.float32))
     out = tmp_path / "s.json"
     cfg = tmp_path / "opt.toml"
-    cfg.write_text((REPO / "configs" / "space-dbs.toml").read_text() + "\n[gradient]\nn_starts = 2\nsteps = 10\n")
+    cfg.write_text((REPO / "loops" / "configs" / "space-dbs.toml").read_text() + "\n[gradient]\nn_starts = 2\nsteps = 10\n")
     r = run_offline(target=f"latent:{target}", optimizer="gradient", budget=3, out=out, surrogate_only=True,
-                    recording=path, checkpoint=tiny_ckpt, config=cfg, progress=False)
+                    recording=path, checkpoint=tiny_checkpoint, config=cfg, progress=False)
     assert r["settings"]["steps"] == 10 and len(r["space"]["contacts"]) == 4
     assert r["patient"] is None and all(not t["measured"] for t in r["trials"])
     assert all(t["cost"] == pytest.approx(t["predicted_cost"]) for t in r["trials"])

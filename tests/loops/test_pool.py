@@ -1,11 +1,14 @@
-"""Benchmark process pools: results in job order, workers single-threaded, inline path restores threads."""
+"""Benchmark process pools: results in job order, workers single-threaded, inline path restores threads,
+errors raised in a worker reach the parent as themselves."""
 
 from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 
+from bfm_stim.exceptions import ValidationError
 from loops._pool import THREAD_ENV, map_jobs
 
 
@@ -31,3 +34,13 @@ def test_map_jobs_inline_restores_torch_threads():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(prev)
+
+
+def _refuse(field: str) -> None:
+    raise ValidationError(field, 0, "> 0")
+
+
+def test_an_error_raised_in_a_worker_process_reaches_the_parent_as_itself():
+    with pytest.raises(ValidationError, match="--amount=0 is not allowed") as info:
+        map_jobs(_refuse, ["--amount", "--amount"], 2, desc="jobs", progress=False)
+    assert info.value.field == "--amount" and info.value.allowed == "> 0"

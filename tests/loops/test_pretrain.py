@@ -18,7 +18,38 @@ from bfm_stim.surrogate import default_checkpoint
 from loops.pretrain import load_config, main, weights_digest
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = REPO / "configs" / "pretrain-tiny.toml"
+TINY = REPO / "loops" / "configs" / "pretrain-tiny.toml"
+
+
+def _initial_model():
+    """The model the driver starts from: seeded with ``train.seed`` before it is built."""
+    from bfm_stim.model import BrainFoundationModel
+
+    cfg = load_config(TINY)
+    torch.manual_seed(cfg.train.seed)
+    return BrainFoundationModel(cfg.model)
+
+
+def _relative_change(model, start) -> float:
+    """||w - w0|| / ||w0|| over every parameter."""
+    w = torch.cat([p.detach().flatten() for p in model.parameters()])
+    w0 = torch.cat([p.detach().flatten() for p in start.parameters()])
+    return float((w - w0).norm() / w0.norm())
+
+
+def _corpus_loss(model, corpus, n_batches: int = 6) -> float:
+    """Mean total loss of ``model`` on fixed windows of ``corpus`` (seeded stream and masks, eval mode)."""
+    from bfm_stim.model import CorpusStream, LossModule
+
+    cfg = load_config(TINY)
+    m = cfg.model
+    stream = iter(CorpusStream(corpus, batch_size=16, n_ctx=cfg.train.ctx_patches, n_hor=m.horizon_patches,
+                               patch_len=m.patch_len, seed=123, forecaster_lags=m.ar_lags, fs=m.fs))
+    gen = torch.Generator().manual_seed(0)
+    model.eval()
+    with torch.no_grad():
+        unit = LossModule(model, cfg.loss)
+        return sum(float(unit(next(stream), gen)["total"]) for _ in range(n_batches)) / n_batches
 
 
 def test_tiny_run_writes_corpus_checkpoint_and_resumes(tmp_path):
@@ -34,6 +65,12 @@ def test_tiny_run_writes_corpus_checkpoint_and_resumes(tmp_path):
     m, info = load_checkpoint(out / "checkpoints" / "last.pt")
     assert info["step"] == 5 and info["extra"]["pretrain_config"]["model"]["d_model"] == 32
     assert all(torch.isfinite(torch.tensor(v)) for v in s2["losses"].values())
+    # five steps moved the weights a little from their seeded start (another init is ~1.1 away) and the
+    # loss on fixed windows of the corpus fell (2.47 -> 2.20 when written)
+    start = _initial_model()
+    assert 1e-3 < _relative_change(m, start) < 0.2
+    before, after = _corpus_loss(start, out / "corpus"), _corpus_loss(m, out / "corpus")
+    assert after < 0.95 * before, (before, after)
 
 
 def test_init_from_continues_another_runs_weights(tmp_path):
@@ -73,6 +110,14 @@ def test_init_from_continues_another_runs_weights(tmp_path):
         main(TINY, tmp_path / "cont2", steps=1, init_from=default_checkpoint(), progress=False)
 
 
+def test_small_config_is_1_to_3_million_parameters():
+    from bfm_stim.model import BrainFoundationModel
+
+    cfg = load_config(TINY.with_name("pretrain-small.toml"))
+    n = BrainFoundationModel(cfg.model).n_parameters()
+    assert 1_000_000 <= n <= 3_000_000, n
+
+
 def test_config_errors(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(TINY.read_text().replace("[train]", "[train]\nbogus = 1"))
@@ -106,9 +151,10 @@ def test_ddp_two_processes_hold_identical_weights(tmp_path):
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["world"] == 2 and len(summary["rank_digests"]) == 2
     assert summary["rank_digests"][0] == summary["rank_digests"][1]
-    # and training moved the weights away from their initialisation
-    _, info = load_checkpoint(tmp_path / "ddp" / "model.pt")
-    assert info["step"] == 3
+    # and training moved the weights away from their (seeded, shared) initialisation, by a few steps' worth
+    model, info = load_checkpoint(tmp_path / "ddp" / "model.pt")
+    assert info["step"] == 3 and weights_digest(model) == summary["rank_digests"][0]
+    assert 1e-3 < _relative_change(model, _initial_model()) < 0.2
 
 
 def test_prefetch_thread_stops_when_the_stream_closes():

@@ -168,7 +168,7 @@ def test_archive_mixes_with_simulated_patients(archive, tmp_path):
 def test_archive_pretrains_tiny_model(archive, tmp_path):
     from loops.pretrain import load_config, main
 
-    tiny = (REPO / "configs" / "pretrain-tiny.toml").read_text()
+    tiny = (REPO / "loops" / "configs" / "pretrain-tiny.toml").read_text()
     corpus = (f'[corpus]\nsource = "archive"\nbids_root = "{archive / "bids"}"\nsegment_s = {SEG_S}\n'
               f'min_segment_s = {MIN_S}\nshard_mb = {SHARD_MB}\n')
     cfg_path = tmp_path / "archive.toml"
@@ -217,7 +217,7 @@ def test_bench_pretrain_real_reuses_sim_corpus_and_loads_shards_once(tmp_path):
     from loops.bench.pretrain_real import _load_shard_once, link_sim_corpus
     from loops.pretrain import build_corpus, load_config
 
-    base = load_config(REPO / "configs" / "pretrain-tiny.toml")
+    base = load_config(REPO / "loops" / "configs" / "pretrain-tiny.toml")
     corpus = dataclasses.replace(base.corpus, source="synthetic", n_patients=2, rest_s=4.0, n_trials=1,
                                  patients_per_shard=1, dir="corpus")
     src = tmp_path / "run" / "corpus"

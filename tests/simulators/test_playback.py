@@ -6,21 +6,17 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bfm_stim" / "lsl"))
-
-from bfm_stim.lsl.config import local_clock, pylsl  # noqa: E402
-from bfm_stim.lsl.inlet import RingInlet  # noqa: E402
-from bfm_stim.lsl.link import CommandSender  # noqa: E402
-from bfm_stim.lsl.protocol import keygen, load_key  # noqa: E402
-from bfm_stim.recording import Recording  # noqa: E402
-from bfm_stim.space import Stimulus  # noqa: E402
-from lsl_helpers import REPO, child_env  # noqa: E402
-from simulators.playback import DampedOscillationTwin, RecordingSource, default_space, make_server  # noqa: E402
+from bfm_stim.lsl.inlet import RingInlet
+from bfm_stim.lsl.link import CommandSender
+from bfm_stim.lsl.protocol import keygen, load_key
+from bfm_stim.recording import Recording
+from bfm_stim.space import Stimulus
+from lsl_helpers import REPO, child_env
+from simulators.playback import DampedOscillationTwin, RecordingSource, default_space, make_server
 
 FS = 500.0
 STIM = Stimulus.electrical(contact="c0", amplitude_ma=2.0, frequency_hz=130.0, pulse_width_us=60.0, duration_s=1.0)

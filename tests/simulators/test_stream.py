@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import random
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bfm_stim" / "lsl"))
-
-from bfm_stim.lsl.config import local_clock, pylsl  # noqa: E402
-from bfm_stim.lsl.link import CommandSender  # noqa: E402
-from bfm_stim.lsl.protocol import REASONS, keygen, load_key  # noqa: E402
-from bfm_stim.space import Stimulus  # noqa: E402
-from lsl_fuzz import EXPECTED, bad_command  # noqa: E402
-from lsl_helpers import start_server, stop  # noqa: E402
+from bfm_stim.lsl.config import local_clock, pylsl
+from bfm_stim.lsl.link import CommandSender
+from bfm_stim.lsl.protocol import REASONS, keygen, load_key
+from bfm_stim.space import Stimulus
+from lsl_helpers import EXPECTED, bad_command, start_server, stop
 
 pytestmark = pytest.mark.lsl
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -11,19 +9,7 @@ import simulators
 from bfm_stim.exceptions import CheckpointError, ModelError
 from bfm_stim.recording import Recording
 from bfm_stim.space import Stimulus
-from loops.simulate import simulate_recording
 from simulators.twin import load_twin
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    from loops.pretrain import main
-
-    out = tmp_path_factory.mktemp("tiny")
-    main(REPO / "configs" / "pretrain-tiny.toml", out, steps=4, progress=False)
-    return out / "model.pt"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +19,10 @@ def patient():
 
 @pytest.fixture(scope="module")
 def recording(patient) -> Recording:
-    return simulate_recording(patient, 12.0, [])
+    """12 s of the patient without stimulation (``tiny_checkpoint``: the suite's shared tiny BFM)."""
+    data = patient.advance(int(round(12.0 * patient.fs)))
+    return Recording(data, float(patient.fs), list(patient.channel_names), ch_types=list(patient.channel_types),
+                     units=list(patient.channel_units), positions=np.asarray(patient.channel_positions, dtype=float))
 
 
 def test_twin_adds_a_stimulus_dependent_response(tiny_checkpoint, recording, patient):

@@ -13,7 +13,7 @@ from bfm_stim.lsl.protocol import (
 )
 from bfm_stim.space import Contact, Stimulus, StimulusSpace
 
-from lsl_fuzz import EXPECTED, GOOD_STIM, bad_command, signed
+from lsl_helpers import EXPECTED, GOOD_STIM, bad_command, signed
 
 
 class Clock:

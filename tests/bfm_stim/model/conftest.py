@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bfm_stim.model.data import PatientSeries
-from bfm_stim.space import N_FEATURES
+from bfm_stim.stim_features import N_FEATURES
 
 TINY = dict(d_model=32, d_latent=16, d_channel=16, n_virtual=4, d_patient=8, n_layers=1, n_heads=2,
             n_fourier=8, dyn_hidden=32, n_ensemble=2, max_patches=16, horizon_patches=4, dropout=0.0,

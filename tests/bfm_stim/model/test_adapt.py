@@ -8,15 +8,12 @@ import torch
 
 from bfm_stim.exceptions import ValidationError
 from bfm_stim.model import BrainFoundationModel, ModelConfig, adapt, forecast_error, infer_embedding, sample_batch
-from loops.pretrain_corpus import CorpusConfig, iter_corpus
-
+from tiny_bfm import synthetic_series
 
 
 @pytest.fixture(scope="module")
 def patient():
-    cfg = CorpusConfig(source="synthetic", n_patients=1, rest_s=8.0, n_trials=8, trial_pre_s=0.5,
-                       trial_post_s=1.5, seed=99)
-    s = next(iter_corpus(cfg, fs=250.0))
+    s = next(synthetic_series(1, rest_s=8.0, n_trials=8, trial_pre_s=0.5, trial_post_s=1.5, seed=99))
     s.patient = -1
     return s
 

@@ -14,7 +14,8 @@ from bfm_stim.model.checkpoint import load_checkpoint, save_checkpoint
 from bfm_stim.model.data import PatientSeries, sample_batch
 from bfm_stim.objectives import BandPowerObjective, EnergyPenalized, band_power, teed_from_features
 from bfm_stim.optim.surrogate_cost import SurrogateCost
-from bfm_stim.space import FEATURE_NAMES, N_FEATURES, Contact, Stimulus, StimulusSpace
+from bfm_stim.space import Contact, Stimulus, StimulusSpace
+from bfm_stim.stim_features import FEATURE_NAMES, N_FEATURES
 from bfm_stim.surrogate import Surrogate
 
 BETA = (13.0, 30.0)

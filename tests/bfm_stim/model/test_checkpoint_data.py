@@ -10,7 +10,7 @@ from bfm_stim.exceptions import CheckpointError, ModelError
 from bfm_stim.model import (BrainFoundationModel, CorpusStream, ModelConfig, ShardWriter, load_checkpoint,
                             load_manifest, save_checkpoint)
 from bfm_stim.model.data import PatientSeries, load_shard, sample_batch
-from bfm_stim.space import FEATURE_NAMES, N_FEATURES
+from bfm_stim.stim_features import FEATURE_NAMES, N_FEATURES
 
 
 

@@ -10,7 +10,7 @@ from bfm_stim.model import BrainFoundationModel, LossConfig, ModelConfig, comput
 from bfm_stim.model.data import sample_batch
 from bfm_stim.model.response import response_targets
 from bfm_stim.objectives import LatentTarget
-from bfm_stim.space import FEATURE_NAMES
+from bfm_stim.stim_features import FEATURE_NAMES
 from bfm_stim.surrogate import Surrogate
 
 H = 4  # horizon patches of the tiny config

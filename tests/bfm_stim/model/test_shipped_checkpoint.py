@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from bfm_stim.model import ModelConfig, load_checkpoint
-from bfm_stim.space import FEATURE_NAMES
+from bfm_stim.stim_features import FEATURE_NAMES
 from bfm_stim.surrogate import Surrogate, default_checkpoint
 
 

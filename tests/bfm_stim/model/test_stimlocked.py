@@ -13,7 +13,7 @@ from bfm_stim.model import BrainFoundationModel, ModelConfig
 from bfm_stim.model.linear import fit_forecaster, linear_forecast
 from bfm_stim.model.data import PatientSeries, patch_stimulus
 from bfm_stim.model.stimlocked import SLOW_TAUS_S, frequency_hz
-from bfm_stim.space import FEATURE_NAMES, stimulus_features
+from bfm_stim.stim_features import FEATURE_NAMES, stimulus_features
 from bfm_stim.surrogate import Surrogate
 
 IX = {n: i for i, n in enumerate(FEATURE_NAMES)}

@@ -10,7 +10,7 @@ import torch
 
 from bfm_stim.model import load_checkpoint
 from bfm_stim.model.stimlocked import SLOW_TAUS_S, StimLockedHead, frequency_hz
-from bfm_stim.space import FEATURE_NAMES, stimulus_features
+from bfm_stim.stim_features import FEATURE_NAMES, stimulus_features
 from bfm_stim.surrogate import default_checkpoint
 
 C, N = 7, 24

@@ -18,7 +18,8 @@ from bfm_stim.optim import (ConstantCost, Outcome, ResidualCorrection, Surrogate
                             settings_from_dict)
 from bfm_stim.optim.surrogate_cost import unit_cost
 from bfm_stim.safety import SafetyLimits
-from bfm_stim.space import FEATURE_NAMES, Contact, N_FEATURES, Stimulus, StimulusSpace
+from bfm_stim.space import Contact, Stimulus, StimulusSpace
+from bfm_stim.stim_features import FEATURE_NAMES, N_FEATURES
 
 REPO = Path(__file__).resolve().parents[3]
 SURROGATE_OPTS = ("gradient", "guided", "egreedy")
@@ -28,15 +29,12 @@ FAST = {"gradient": dict(n_starts=2, steps=8), "egreedy": dict(n_pool=64),
 
 
 @pytest.fixture(scope="module")
-def tiny_surrogate(tmp_path_factory):
-    """The real BFM, pretrained for a few steps with configs/pretrain-tiny.toml (seconds)."""
+def tiny_surrogate(tiny_checkpoint):
+    """The real BFM: the suite's tiny checkpoint (trained a few steps), with a fitted linear forecaster."""
     from bfm_stim.model import load_checkpoint
     from bfm_stim.surrogate import Surrogate
-    from loops.pretrain import main
 
-    out = tmp_path_factory.mktemp("tiny")
-    main(REPO / "configs" / "pretrain-tiny.toml", out, steps=4, progress=False)
-    model, _ = load_checkpoint(out / "model.pt")
+    model, _ = load_checkpoint(tiny_checkpoint)
     from bfm_stim.model.linear import fit_forecaster
 
     rng = np.random.default_rng(0)
@@ -212,7 +210,7 @@ def test_restore_gives_identical_next_proposal(name, problem, tiny_cost, tmp_pat
 
 def test_registered_and_configured():
     assert set(SURROGATE_OPTS) <= set(registry)
-    tables = read_toml(REPO / "configs" / "optimizers.toml")
+    tables = read_toml(REPO / "loops" / "configs" / "optimizers.toml")
     assert set(tables) == set(registry)
     for name, table in tables.items():
         assert settings_from_dict(name, table).to_dict()["seed"] == table["seed"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from pathlib import Path
 
 import pytest
 
@@ -14,11 +13,9 @@ from bfm_stim.model import load_checkpoint
 from loops.bench.ablation import FULL, QUICK, VARIANTS, AblationConfig, run_ablation, variant_config
 from loops.pretrain import load_config
 
-REPO = Path(__file__).resolve().parents[3]
-
 
 def test_variants_switch_one_objective_each_and_share_the_corpus(tmp_path):
-    base = load_config(REPO / FULL.config)
+    base = load_config(FULL.config)  # a bundled config, by name
     assert base.loss.masked and base.loss.contrastive and base.loss.spectral_weight > 0  # each variant removes something
     cfgs = {name: variant_config(base, over, tmp_path / "corpus") for name, over in VARIANTS}
     assert cfgs["full"].loss == base.loss
@@ -53,6 +50,7 @@ def test_select_variants_keeps_the_reference_first():
             select_variants(bad)
 
 
+@pytest.mark.slow
 def test_quick_ablation_trains_each_variant_then_reuses_it(tmp_path):
     res = run_ablation(quick=True, runs_dir=tmp_path, progress=False)
     names = [n for n, _ in QUICK.variants]
@@ -80,6 +78,7 @@ def test_quick_ablation_trains_each_variant_then_reuses_it(tmp_path):
     assert load_checkpoint(tmp_path / "full" / "model.pt")[1]["step"] == QUICK.steps + 1
 
 
+@pytest.mark.slow
 def test_cli_writes_the_ablation_json(tmp_path):
     from loops.cli import main
 

@@ -47,6 +47,7 @@ def test_pick_takes_the_best_median_score_and_breaks_ties_to_fewer_steps():
         unpack_setting((300,))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("rest", [False, True], ids=["probes", "rest"])
 def test_quick_sweep_structure(rest, monkeypatch):
@@ -137,6 +138,7 @@ def test_adapt_command_uses_the_rest_sweep_picks():
     assert res["config"] == json.loads(json.dumps(dataclasses.asdict(REST)))  # the sweep that is committed is REST
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_reuse_takes_over_matching_rows_and_refuses_other_checkpoints(tmp_path):
     """An extended grid reruns only its new settings; rows from another checkpoint or code are refused."""
@@ -149,7 +151,7 @@ def test_reuse_takes_over_matching_rows_and_refuses_other_checkpoints(tmp_path):
     assert res["reused"] == [repo_path(path)]  # no path of this machine in committed JSON
     old, new = first["per_patient"][0]["rows"], res["per_patient"][0]["rows"]
     assert new["zero_shot"] == old["zero_shot"]
-    assert new["scratch"]["1@0.001"] == {**old["scratch"]["1@0.001"], "reused_from": str(path)}
+    assert new["scratch"]["1@0.001"] == {**old["scratch"]["1@0.001"], "reused_from": repo_path(path)}
     assert "reused_from" not in new["scratch"]["2@0.001"] and new["scratch"]["2@0.001"]["seconds"] > 0
     assert set(res["medians"]["scratch"]) == {"1@0.001", "2@0.001"}
 

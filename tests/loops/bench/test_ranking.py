@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from loops.bench.ranking import FAMILIES, OBJECTIVES, SLICES, run_ranking_bench
+from loops.bench.ranking import FAMILIES, OBJECTIVES, run_ranking_bench
 
 
 @pytest.mark.slow
@@ -18,14 +18,18 @@ def test_quick_ranking_bench_structure():
     for row in r["patients"]:
         assert row["n_stimuli"]["random"] == 12 and row["n_stimuli"]["frequency"] == 6
         for obj in OBJECTIVES:
-            for sl in SLICES:
-                cell = row[f"{obj}/{sl}"]
-                for k in ("spearman", "spearman_ablation"):
-                    assert math.isnan(cell[k]) or -1.0 <= cell[k] <= 1.0, (obj, sl, k, cell[k])
+            # 12 random stimuli of distinct costs: both rank correlations are defined, and the oracle's two halves
+            # of repeats agree (0.92-1.0 when written), so the ceiling is a ceiling
+            cell = row[f"{obj}/random"]
+            assert all(math.isfinite(cell[k]) for k in ("spearman", "spearman_ablation")), cell
+            assert cell["oracle_ceiling"] > 0.8, cell["oracle_ceiling"]
             top = row[f"{obj}/random"]
             assert 0.0 <= top["top3_best_percentile"] <= top["top1_percentile"] < 1.0
             assert 0 <= top["top3_side_effects"] <= 3
             assert top["oracle_min"] <= top["oracle_median"] and top["top1"]["kind"] == "electrical"
+    # beta band power ranks the basal-ganglia patient's stimuli as the oracle does (0.76 when written)
+    bg = next(x for x in r["patients"] if x["family"] == "bg-beta-v0")
+    assert bg["bandpower/random"]["spearman"] > 0.5
     for f in FAMILIES:
         s = r["summary"][f]["latent/random"]["spearman"]
         assert s["n"] == 1 and s["iqr"][0] <= s["median"] <= s["iqr"][1]

@@ -11,6 +11,7 @@ from bfm_stim.exceptions import ValidationError
 from loops.bench.surrogate import FULL, METRICS, BenchConfig, remeasure_throughput, run_surrogate_bench, write_plot
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_quick_bench_structure(tmp_path):
     res = run_surrogate_bench(quick=True, progress=False)
@@ -51,6 +52,7 @@ def test_quick_bench_structure(tmp_path):
         {k: v for k, v in res.items() if k != "throughput"}))  # nothing else touched
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_patients_in_two_processes_give_the_single_process_figures():
     """The per-patient pool (spawned workers re-simulate their patient) changes nothing in the results."""

@@ -53,6 +53,11 @@ def test_trials_to_target_and_coco_ert():
     s = M.optimizer_summary(runs, (0.2, 0.05), 0.05)["a"]
     assert s["trials_to_target_median"] == 4 and s["reached"] == 2  # censored run counts budget + 1 = 6
     assert s["by_threshold"]["0.05"]["ert"] == pytest.approx(4.5)
+    # bootstrap interval of the median of {2, 6, 4}: a resample's median is 2 (or 6) with probability 7/27 each,
+    # so the 2.5 % and 97.5 % quantiles of 1000 resampled medians are the extremes
+    assert s["trials_to_target_ci95"] == [2.0, 6.0]
+    same = M.optimizer_summary([_run("b", f"p{i}", 0, [0.5, 0.04, 0.0]) for i in range(5)], (0.05,), 0.05)["b"]
+    assert same["trials_to_target_median"] == 2 and same["trials_to_target_ci95"] == [2.0, 2.0]
 
 
 def test_ecdf_bootstrap_band_and_regret_matrix():

@@ -14,7 +14,7 @@ MIN = {"optimizers": [{"label": "random", "name": "random"}]}
 
 
 def test_default_config_is_the_issues_benchmark():
-    cfg = load_config(REPO / "configs" / "benchmark.toml")
+    cfg = load_config(REPO / "loops" / "configs" / "benchmark.toml")
     assert cfg.budget == 40 and cfg.seeds == 3 and cfg.cohort.n_patients >= 10
     assert set(cfg.cohort.families) == {"bg-beta-v0", "cortex-jr-epileptic-v0"}
     names = {o.name for o in cfg.optimizers}
@@ -26,7 +26,7 @@ def test_default_config_is_the_issues_benchmark():
 
 
 def test_quick_and_example_configs_load():
-    q = load_config(REPO / "configs" / "benchmark-quick.toml")
+    q = load_config(REPO / "loops" / "configs" / "benchmark-quick.toml")
     assert q.name == "quick" and {"optuna-tpe", "optuna-gp"} <= {o.name for o in q.optimizers}
     u = load_config(REPO / "examples" / "benchmark-user.toml")
     assert [p.kind for p in patients(u)] == ["class", "class", "tabular"]

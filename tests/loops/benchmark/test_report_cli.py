@@ -14,6 +14,7 @@ from loops.cli import main
 from .conftest import REPO
 
 
+@pytest.mark.slow
 def test_report_files_and_self_contained_html(tmp_path, user_cfg):
     out = tmp_path / "b"
     rec = run_benchmark(user_cfg, out, progress=False, report=True)
@@ -25,8 +26,14 @@ def test_report_files_and_self_contained_html(tmp_path, user_cfg):
     assert "src='plots/" not in html and "<table>" in html
     md = (out / "report.md").read_text()
     assert md.count("](plots/") == 4 and "| optimizer |" in md
+    assert "| median 95% CI (bootstrap) |" in md and "median 95% CI (bootstrap)" in html
     s = json.loads((out / "summary.json").read_text())
     assert set(s["summary"]) == {"random", "local", "optuna_tpe"} and s["results"] == 18
+    for o, v in s["summary"].items():  # the interval of each median, shown in the first table's row
+        lo, hi = v["trials_to_target_ci95"]
+        assert 1 <= lo <= hi <= user_cfg.budget + 1, o
+        row = next(line for line in md.splitlines() if line.startswith(f"| {o} |"))
+        assert f"[{lo:.3g}, {hi:.3g}]" in row, row
     assert {p["a"] + ">" + p["b"] for p in s["paired_tests"]} == {"random>local", "random>optuna_tpe",
                                                                    "local>optuna_tpe"}
     with (out / "summary.csv").open() as f:
@@ -36,6 +43,7 @@ def test_report_files_and_self_contained_html(tmp_path, user_cfg):
     assert "/tmp" not in md and str(tmp_path) not in md  # nothing of this machine in the report's text
 
 
+@pytest.mark.slow
 def test_cli_benchmark_then_report(tmp_path, capsys):
     out = tmp_path / "cli"
     rc = main(["benchmark", "--config", str(REPO / "examples" / "benchmark-user.toml"), "--out", str(out),
@@ -57,7 +65,8 @@ def test_cli_benchmark_then_report(tmp_path, capsys):
 @pytest.mark.parametrize("argv, text", [
     (["--workers", "0"], "--workers=0 is not allowed; expected an integer >= 1"),
     (["--optimizers", "random,simplex"], "--optimizers=['simplex'] is not allowed"),
-    (["--config", "nope.toml"], "benchmark config not found: nope.toml"),
+    (["--config", "nope.toml"], "benchmark config 'nope.toml': no such file, and not the name of a bundled config"),
+    (["--config", "nope/b.toml"], "benchmark config not found: nope/b.toml"),
 ])
 def test_cli_errors_are_one_clear_line(tmp_path, capsys, argv, text):
     base = ["benchmark", "--config", str(REPO / "examples" / "benchmark-user.toml"), "--out", str(tmp_path / "x")]
@@ -68,7 +77,7 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys, argv, text):
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_quick_config_on_simulated_patients(tmp_path, capsys):
-    """configs/benchmark-quick.toml end to end: BFM latent objective, built-in and external optimizers, report."""
+    """The bundled benchmark-quick config end to end: BFM latent objective, built-in and external optimizers, report."""
     out = tmp_path / "quick"
     assert main(["benchmark", "--quick", "--out", str(out), "--no-progress"]) == 0
     s = json.loads((out / "summary.json").read_text())

@@ -1,4 +1,5 @@
-"""A simulated bg-beta-v0 device that misbehaves on purpose (a test device, run as a script).
+"""A simulated bg-beta-v0 device that misbehaves on purpose (a test device, run as a script by
+``lsl_session.faulty`` with the repository on ``PYTHONPATH``: ``lsl_helpers.child_env``).
 
 ``--mode nan``: channel 0 sends NaN for 0.5 s of signal starting 0.1 s after the 2nd applied command.
 ``--mode flat``: channel 3 sends a constant for 0.5 s from the same moment.
@@ -9,15 +10,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-
-from bfm_stim.lsl.config import configure  # noqa: E402
-from bfm_stim.lsl.protocol import load_key  # noqa: E402
+from bfm_stim.lsl.config import configure
+from bfm_stim.lsl.protocol import load_key
 
 
 class Faulty:

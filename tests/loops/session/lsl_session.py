@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -11,18 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[3]
-LSL_CFG = REPO / "bfm_stim" / "lsl" / "lsl_api.cfg"
-os.environ["LSLAPICFG"] = str(LSL_CFG)
+from lsl_helpers import REPO, child_env, stop  # noqa: F401  (child_env, stop: re-exported to the session tests)
+
 HERE = Path(__file__).resolve().parent
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["LSLAPICFG"] = str(LSL_CFG)
-    env.pop("BFM_STIM_LSL_SCOPE", None)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
 
 
 def unique_id(prefix: str) -> str:
@@ -45,16 +35,6 @@ def faulty(seed: int, key: Path, source_id: str, mode: str, *, speed: float = 4.
            extra: list[str] | None = None) -> subprocess.Popen:
     return start([str(HERE / "faulty_device.py"), "--seed", str(seed), "--key-file", str(key), "--source-id",
                   source_id, "--speed", str(speed), "--mode", mode, *(extra or [])], log)
-
-
-def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def wait_stream(source_id: str, timeout: float = 60.0) -> None:

@@ -13,7 +13,7 @@ from bfm_stim.safety import SafetyLimits
 from bfm_stim.space import Contact, StimulusSpace
 from loops.session.controller import AdaptiveController, ControllerConfig, Decision, OpenLoop
 
-REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "continuous.toml"
+REPO_CONFIG = Path(__file__).resolve().parents[3] / "loops" / "configs" / "continuous.toml"
 
 
 @pytest.fixture

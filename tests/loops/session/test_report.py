@@ -93,12 +93,13 @@ def test_torn_directory_still_builds(tmp_path: Path) -> None:
 
 def test_missing_pieces_are_skipped_with_a_note(tmp_path: Path) -> None:
     path = tmp_path / "sensory"
-    make_session(path, n_trials=5, seed=6, kind="sensory", latents=False, continuous=False, resume=False)
+    truth = make_session(path, n_trials=5, seed=6, kind="sensory", latents=False, continuous=False, resume=False)
     page = build_report(path).read_text(encoding="utf-8")
     assert "No latents were logged" in page
     assert not (path / "report" / "latent.png").exists() and not (path / "report" / "continuous.png").exists()
     assert (path / "report" / "parameters.png").exists()
-    assert "visual_flicker" in page or "auditory_clicks" in page  # sensory stimuli in the table
+    for s in truth.stimuli.values():  # every sensory stimulus in the trials table
+        assert f"{s['modality']} · {s['frequency_hz']:.1f} Hz · level {s['level']:.2f}" in page, s
     # no stream at all: still a page, without spectra
     bare = tmp_path / "bare"
     store = SessionStore(bare, create=True)

@@ -1,0 +1,1 @@
+"""The application layer of bfm-stim: offline optimization, closed-loop sessions, benchmarks, CLI."""
