@@ -1,1 +1,0 @@
-"""The application layer of bfm-stim: offline optimization, closed-loop sessions, benchmarks, CLI."""
