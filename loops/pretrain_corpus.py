@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from scipy.signal import lfilter, resample_poly
+from scipy.signal import resample_poly
 
 from bfm_stim._logging import get_logger
 from bfm_stim.exceptions import BfmStimError, ConfigError, ValidationError
 from bfm_stim.model.data import PatientSeries
-from bfm_stim.space import Contact, Stimulus, StimulusSpace
+from bfm_stim.model.synthetic import random_probe, synthetic_series
+from bfm_stim.space import Stimulus
 from bfm_stim.stim_features import features_of
 
 __all__ = ["CorpusConfig", "iter_corpus", "resample_to", "write_corpus"]
@@ -144,15 +145,6 @@ def resample_to(data: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     return resample_poly(data, fr.numerator, fr.denominator, axis=-1).astype(np.float32)
 
 
-def _random_probe(space: StimulusSpace | None, rng: np.random.Generator, sensory: bool, dur: float) -> Stimulus:
-    if sensory or space is None:
-        return Stimulus.sensory(modality=str(rng.choice(["visual_flicker", "auditory_clicks"])),
-                                frequency_hz=float(rng.uniform(2.0, 60.0)), level=float(rng.uniform(0.2, 1.0)),
-                                duration_s=dur)
-    stim = space.from_unit(rng.random((1, space.dim)))[0]
-    return space.project_safe(stim.with_(duration_s=dur) if hasattr(stim, "with_") else stim)
-
-
 def _series(chunks: list[np.ndarray], ids: list[np.ndarray], table: list[np.ndarray], rest: int, fs_in: float,
             fs: float, positions: np.ndarray, patient: int, group: int, meta: dict) -> PatientSeries:
     data = resample_to(np.concatenate(chunks, axis=1), fs_in, fs)
@@ -187,11 +179,11 @@ def _simulated(cfg: CorpusConfig, fs: float) -> Iterator[PatientSeries]:
         chunks.append(p.advance(n_rest))
         ids.append(np.zeros(n_rest, np.int32))
         for _ in range(cfg.n_trials):
-            stim = _random_probe(space, rng, rng.random() < cfg.sensory_frac, 1.0)
+            stim = random_probe(space, rng, rng.random() < cfg.sensory_frac, 1.0)
             try:
                 p.start_stimulation(stim)
             except BfmStimError:
-                stim = _random_probe(space, rng, False, 1.0)
+                stim = random_probe(space, rng, False, 1.0)
                 p.start_stimulation(stim)
             table.append(features_of([stim], contacts)[0].numpy())
             n_on = int(round(stim.duration_s * fs_in))
@@ -208,45 +200,9 @@ def _simulated(cfg: CorpusConfig, fs: float) -> Iterator[PatientSeries]:
 
 def _synthetic(cfg: CorpusConfig, fs: float) -> Iterator[PatientSeries]:
     """Damped stochastic oscillators mixed into channels; probes entrain or suppress them."""
-    rng = np.random.default_rng(cfg.seed)
-    for i in range(cfg.n_patients):
-        fam, patho = i % 2, (i // 2) % 2
-        n_ch = int(rng.integers(4, 9))
-        pos = rng.normal(0, 0.02, (n_ch, 3))
-        f0 = np.array([20.0 if fam == 0 else 10.0, 6.0]) * rng.uniform(0.9, 1.1, 2)
-        gain = np.array([1.0 if patho else 0.3, 0.5])
-        mix = rng.normal(size=(n_ch, 2))
-        contacts = {f"c{k}": Contact(f"c{k}", tuple(float(v) for v in rng.normal(0, 5, 3))) for k in range(4)}
-        space = StimulusSpace.electrical(list(contacts.values()))
-        segs = [(None, cfg.rest_s)]
-        for _ in range(cfg.n_trials):
-            segs += [(_random_probe(space, rng, rng.random() < cfg.sensory_frac, 1.0), 1.0),
-                     (None, cfg.trial_pre_s + cfg.trial_post_s)]
-        table, ids, chunks = [np.zeros(len(FEATURES_OFF), np.float32)], [], []
-        zi = np.zeros((2, 1), complex)
-        for stim, dur in segs:
-            n = int(round(dur * fs))
-            drive_f, supp = None, 1.0
-            if stim is not None:
-                table.append(features_of([stim], contacts)[0].numpy())
-                if stim.kind == "electrical":
-                    supp = 1.0 / (1.0 + stim.amplitude_ma * (stim.frequency_hz > 80))
-                else:
-                    drive_f = stim.frequency_hz
-            x = np.zeros((2, n))
-            for k in range(2):
-                pole = 0.98 * np.exp(2j * np.pi * f0[k] / fs)
-                amp = gain[k] * (supp if k == 0 else 1.0)
-                noise = amp * (rng.normal(size=n) + 1j * rng.normal(size=n))
-                y, zi[k] = lfilter([1.0], [1.0, -pole], noise, zi=zi[k])
-                x[k] = y.real
-            if drive_f is not None:
-                x[1] += 2.0 * stim.level * np.sin(2 * np.pi * drive_f * np.arange(n) / fs)
-            chunks.append((mix @ x + rng.normal(0, 0.2, (n_ch, n))) * 10.0)
-            ids.append(np.full(n, len(table) - 1 if stim is not None else 0, np.int32))
-        meta = {"id": f"synthetic-{fam}", "family": f"synthetic-{fam}", "seed": i,
-                "regime": "pathological" if patho else "healthy"}
-        yield _series(chunks, ids, table, int(cfg.rest_s * fs), fs, fs, pos, i, fam * 2 + patho, meta)
+    yield from synthetic_series(cfg.n_patients, seed=cfg.seed, rest_s=cfg.rest_s, n_trials=cfg.n_trials,
+                                trial_pre_s=cfg.trial_pre_s, trial_post_s=cfg.trial_post_s,
+                                sensory_frac=cfg.sensory_frac, fs=fs)
 
 
 FEATURES_OFF = features_of([Stimulus.off()], {})[0].numpy()
