@@ -72,3 +72,40 @@ class QuadraticPatient:
             s = self._space.project_safe(s.with_(amplitude_ma=min(s.amplitude_ma,
                                                                   0.9 * self.side_effect_uc / (s.pulse_width_us * 1e-3))))
         return s
+
+
+class QuadraticPatientWithModel(QuadraticPatient):
+    """The same patient, with a surrogate for ``guided`` / ``gradient`` / ``egreedy``.
+
+    A benchmark patient that has ``cost_model(seed)`` gives the surrogate optimizers a model; one
+    without it leaves them on a flat prior (they say so). The model comes from the patient's rest
+    recording and the shipped checkpoint through :func:`bfm_stim.optim.cost_model_from_rest`.
+
+    Here a simulated STN recording stands in for your lab's rest recording (``rest_seed`` picks
+    it): the model forecasts that recording's beta power, which has nothing to do with this
+    patient's bowl-shaped cost, so the optimizers' online trust (trust in the manifest and rows)
+    falls within a few trials and they fall back to plain BO.
+
+    Args:
+        rest_seed: Seed of the simulated recording that stands in for the rest recording.
+        **kwargs: See :class:`QuadraticPatient`.
+    """
+
+    def __init__(self, seed: int = 0, *, rest_seed: int = 1_050_000, **kwargs) -> None:
+        super().__init__(seed, **kwargs)
+        self.rest_seed = int(rest_seed)
+
+    def rest_recording(self) -> tuple[np.ndarray, float, np.ndarray, list[int]]:
+        """(data (C, T) µV, fs Hz, positions (C, 3) m, the channels whose band power is the cost)."""
+        import simulators
+
+        p = simulators.make("bg-beta-v0", seed=self.rest_seed)
+        data = np.asarray(p.simulate(30.0, None, trial=900_000).data)
+        return data, p.fs, p.channel_positions, [i for i, t in enumerate(p.channel_types) if t == "dbs"]
+
+    def cost_model(self, seed: int):
+        from bfm_stim.optim import cost_model_from_rest
+
+        data, fs, positions, channels = self.rest_recording()
+        return cost_model_from_rest(data, fs=fs, positions=positions, space=self.stimulus_space(),
+                                    target="bandpower:13-30", channels=channels, seed=seed)

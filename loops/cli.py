@@ -201,19 +201,20 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
 # Which benchmarks take each `bfm-stim bench` option (all of them take --json); any other is refused.
 _BENCH_OPTIONS: dict[str, tuple[str, ...]] = {
     "patients": ("simulator",),
-    "quick": ("session", "optimizers", "ranking", "adapt-tuning", "ablation", "surrogate", "decode"),
+    "quick": ("session", "optimizers", "ranking", "adapt-tuning", "ablation", "surrogate", "decode", "robust", "fidelity"),
     "throughput_only": ("surrogate",),
     "amount": ("adapt-tuning",),
     "rest": ("adapt-tuning",),
     "reuse": ("adapt-tuning",),
     "variants": ("ablation",),
-    "runs_dir": ("ablation",),
-    "optimizers": ("optimizers",),
-    "n_patients": ("session", "optimizers", "ranking", "decode"),
-    "seeds": ("optimizers",),
-    "budget": ("session", "optimizers"),
-    "workers": ("optimizers", "ranking"),
-    "recordings": ("real", "decode"),
+    "runs_dir": ("ablation", "robust"),
+    "optimizers": ("optimizers", "robust"),
+    "n_patients": ("session", "optimizers", "ranking", "decode", "robust", "fidelity"),
+    "seeds": ("optimizers", "robust"),
+    "budget": ("session", "optimizers", "robust"),
+    "workers": ("optimizers", "ranking", "robust"),
+    "settings": ("robust",),
+    "recordings": ("real", "decode", "fidelity"),
 }
 BENCH_DEFAULT_DIR = Path("runs/bench")  # without --json: never over the committed bench/*.json
 
@@ -314,10 +315,36 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         _write_json(_bench_out(args, "decode"), run_decode_bench(quick=args.quick, recordings=args.recordings,
                                                                  progress=not args.quiet, **kw))
         return 0
+    if args.what == "robust":
+        from loops.bench.robust import run_robust_bench, table
+
+        kw = {k: v for k, v in (("n_home", args.n_patients), ("seeds", args.seeds), ("budget", args.budget),
+                                ("workers", args.workers)) if v is not None}
+        if args.quick:  # a smoke run: 2 patients per setting, 1 seed, 12 trials, the key optimizers
+            kw = {"n_home": 2, "n_mis": 2, "seeds": 1, "budget": 12, **kw}
+            kw.setdefault("optimizers", ["guided", "gradient", "bo"])
+        if args.n_patients is not None:
+            kw["n_mis"] = args.n_patients
+        if args.optimizers:
+            kw["optimizers"] = [o.strip() for o in args.optimizers.split(",") if o.strip()]
+        if args.settings:
+            kw["settings"] = [o.strip() for o in args.settings.split(",") if o.strip()]
+        runs = args.runs_dir or ("runs/robust-quick" if args.quick else "runs/robust")
+        res = run_robust_bench(runs_dir=runs, progress=not args.quiet, **kw)
+        _write_json(_bench_out(args, "robust"), res)
+        print(table(res))
+        return 0
     if args.what == "real":
         from loops.bench.real import run_real_bench
 
         _write_json(_bench_out(args, "real"), run_real_bench(args.recordings, progress=not args.quiet))
+        return 0
+    if args.what == "fidelity":
+        from loops.bench.fidelity import run_fidelity_bench
+
+        out = _bench_out(args, "fidelity")
+        _write_json(out, run_fidelity_bench(quick=args.quick, n_patients=args.n_patients, recordings=args.recordings,
+                                            plots_to=Path(out).parent, progress=not args.quiet))
         return 0
     raise AssertionError(args.what)  # argparse restricts the choices
 
@@ -529,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="benchmarks that write JSON figures",
                        description="Run one benchmark; options that the chosen benchmark does not take are refused.")
     s.add_argument("what", choices=["simulator", "surrogate", "adapt-tuning", "ablation", "optimizers", "ranking",
-                                        "latency", "session", "real", "decode"])
+                                        "latency", "session", "real", "decode", "robust", "fidelity"])
     s.add_argument("--json", default=None, help="write the figures to this JSON file (default: runs/bench/WHAT.json, "
                    "WHAT-quick.json with --quick; pass bench/WHAT.json to update the committed figures)")
     s.add_argument("--patients", type=int, default=None, help="simulator: number of batched patients")
@@ -554,6 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, default=None, help="optimizers: seeds per patient (default 3)")
     s.add_argument("--budget", type=int, default=None, help="session, optimizers: trials per run")
     s.add_argument("--workers", type=int, default=None, help="optimizers, ranking: worker processes (default 2)")
+    s.add_argument("--settings", default=None,
+                   help="robust: comma-separated settings (default all: home-latent, home-bandpower, foreign-model, "
+                        "user-patient, held-out)")
     s.add_argument("--recordings", default=None, metavar="DIR",
                    help="real, decode: folder of recordings to score (default: shared/data/recordings)")
     s.set_defaults(func=_cmd_bench)

@@ -133,20 +133,9 @@ def make_target(spec: str, patient: Any, surrogate: Any | None, *, ckpt_tag: str
 
     kind, _, arg = spec.partition(":")
     if kind == "bandpower" or spec.startswith("bandpower"):
-        band_s, _, opt = arg.partition(",")
-        try:
-            lo, hi = (float(v) for v in band_s.split("-"))
-            w = 0.0
-            if opt:
-                key, _, val = opt.partition("=")
-                if key.strip() != "energy":
-                    raise ValueError(opt)
-                w = float(val)
-        except ValueError:
-            raise ValidationError("target", spec, "bandpower:LO-HI[,energy=W] in Hz (W: cost per mA²·Hz·ms of "
-                                  "delivered energy per second), e.g. bandpower:13-30 or bandpower:13-30,energy=0.005") from None
-        if not (w >= 0 and math.isfinite(w)):
-            raise ValidationError("energy weight", w, "a finite number >= 0 (cost per mA²·Hz·ms)")
+        from bfm_stim.optim.cost_models import parse_bandpower_target
+
+        (lo, hi), w = parse_bandpower_target(spec)
         meas = simulators.BandPowerObjective(band=(lo, hi), energy_weight=w) if patient is not None else None
         fc = None
         if surrogate is not None:

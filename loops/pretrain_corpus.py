@@ -101,6 +101,14 @@ class CorpusConfig:
             if isinstance(v, str) or not all(isinstance(x, str) for x in v):
                 raise ValidationError(f"corpus.{name}", v, "a list of strings")
             object.__setattr__(self, name, tuple(v))
+        if self.source == "simulators":  # the held-out family never enters a pretraining corpus
+            from simulators.registry import is_held_out
+
+            held = [f for f in self.families if is_held_out(f)]
+            if held:
+                raise ValidationError("corpus.families", held, "families that are not held out of pretraining",
+                                      hint="the registry marks them held_out: they are the out-of-distribution "
+                                           "test bed (bfm-stim bench robust); remove them from the corpus")
         # subjects as BIDS labels: 1 -> "1", "sub-01" -> "01"
         object.__setattr__(self, "subjects", tuple(str(x).removeprefix("sub-") for x in self.subjects))
         object.__setattr__(self, "bids_root", str(self.bids_root))

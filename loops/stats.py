@@ -15,7 +15,7 @@ import numpy as np
 
 from bfm_stim.exceptions import ValidationError
 
-__all__ = ["median", "iqr", "median_iqr", "quartiles", "finite_summary", "bootstrap_median_ci",
+__all__ = ["spearman", "median", "iqr", "median_iqr", "quartiles", "finite_summary", "bootstrap_median_ci",
            "bootstrap_median_diff_ci"]
 
 
@@ -142,3 +142,13 @@ def bootstrap_median_diff_ci(a: Sequence[float], b: Sequence[float], *, paired: 
     ix = rng.integers(0, x.size, size=(int(n_boot), x.size))
     iy = ix if paired else rng.integers(0, y.size, size=(int(n_boot), y.size))
     return _percentile_interval(np.median(x[ix], axis=1) - np.median(y[iy], axis=1), level)
+
+
+def spearman(a: Iterable[float], b: Iterable[float]) -> float | None:
+    """Spearman rank correlation (average ranks for ties); ``None`` below 3 points or without variation."""
+    from scipy.stats import spearmanr
+
+    x, y = _array(a), _array(b)
+    if len(x) != len(y) or len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    return float(spearmanr(x, y).statistic)

@@ -13,7 +13,8 @@ from typing import Any, Callable
 from bfm_stim.exceptions import ValidationError
 from simulators.patient import Patient
 
-__all__ = ["PatientSpec", "register", "make", "list_patients", "cohort", "cohort_of", "COHORTS"]
+__all__ = ["PatientSpec", "register", "make", "list_patients", "cohort", "cohort_of", "COHORTS", "spec",
+           "is_held_out", "held_out_ids"]
 
 # Disjoint seed ranges [start, stop): pretraining, evaluation; the rest is free (tests, demos).
 COHORTS: dict[str, range] = {
@@ -24,22 +25,46 @@ COHORTS: dict[str, range] = {
 
 @dataclass(frozen=True)
 class PatientSpec:
-    """A registered patient id: the class and fixed keyword arguments."""
+    """A registered patient id: the class and fixed keyword arguments.
+
+    ``held_out`` marks an id of a family kept out of every pretraining corpus (the project's
+    out-of-distribution test bed): ``pretrain`` refuses it, and it is never tuned on.
+    """
 
     id: str
     entry_point: Callable[..., Patient]
     description: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    held_out: bool = False
 
 
 _REGISTRY: dict[str, PatientSpec] = {}
 
 
-def register(id: str, entry_point: Callable[..., Patient], description: str, **kwargs: Any) -> None:
-    """Register ``id`` (``name-vN``) for ``entry_point(seed, **kwargs)``."""
+def register(id: str, entry_point: Callable[..., Patient], description: str, *, held_out: bool = False,
+             **kwargs: Any) -> None:
+    """Register ``id`` (``name-vN``) for ``entry_point(seed, **kwargs)``; ``held_out=True`` keeps it out of pretraining."""
     if id in _REGISTRY:
         raise ValidationError("id", id, "an id not registered yet")
-    _REGISTRY[id] = PatientSpec(id, entry_point, description, dict(kwargs))
+    _REGISTRY[id] = PatientSpec(id, entry_point, description, dict(kwargs), bool(held_out))
+
+
+def spec(id: str) -> PatientSpec:
+    """The registered :class:`PatientSpec` of ``id``."""
+    if id not in _REGISTRY:
+        raise ValidationError("id", id, f"one of {sorted(_REGISTRY)}")
+    return _REGISTRY[id]
+
+
+def is_held_out(id: str) -> bool:
+    """Whether ``id`` belongs to a family held out of every pretraining corpus (unregistered ids: False)."""
+    s = _REGISTRY.get(id)
+    return bool(s is not None and s.held_out)
+
+
+def held_out_ids() -> list[str]:
+    """Every registered id kept out of pretraining."""
+    return [s.id for s in _REGISTRY.values() if s.held_out]
 
 
 def list_patients() -> list[tuple[str, str]]:
@@ -95,6 +120,29 @@ def _register_builtins() -> None:
              regime="pathological")
     register("bg-beta-v0", BGBeta, BGBeta.description + " (parkinsonian)")
     register("bg-beta-healthy-v0", BGBeta, "STN–GPe–cortex loops, healthy regime (reference)", regime="healthy")
+    register("bg-beta-v1", BGBeta, "STN–GPe–cortex loops with slowly fluctuating loop gain: parkinsonian beta in "
+             "physiological bursts (100 ms to > 1 s, Tinkhauser 2017), 4/8-contact DBS lead, hidden capsule side effect",
+             burst_model="slow-gain")
+    register("bg-beta-healthy-v1", BGBeta, "STN–GPe–cortex loops v1 (slow loop-gain fluctuations), healthy regime",
+             regime="healthy", burst_model="slow-gain")
+
+    from simulators.hopf_net.patient import HopfNet  # the held-out family: never in a pretraining corpus
+
+    register("hopf-net-v0", HopfNet, HopfNet.description + " (held out)", held_out=True)
+    register("hopf-net-healthy-v0", HopfNet, "Stuart–Landau whole-brain network, healthy regime (reference; held out)",
+             held_out=True, regime="healthy")
+
+    from simulators.epileptor.patient import Epileptor
+
+    register("epileptor-v0", Epileptor, Epileptor.description + " (epileptogenic and propagation zones)")
+    register("epileptor-healthy-v0", Epileptor, "Epileptor network, every region below seizure threshold (reference)",
+             regime="healthy")
+
+    from simulators.wilson_cowan.patient import WilsonCowan
+
+    register("wilson-cowan-v0", WilsonCowan, WilsonCowan.description + " (gamma focus)")
+    register("wilson-cowan-healthy-v0", WilsonCowan, "Wilson–Cowan cortical sheet, healthy regime (reference)",
+             regime="healthy")
 
 
 _register_builtins()

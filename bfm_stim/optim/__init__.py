@@ -26,6 +26,8 @@ from bfm_stim.optim.surrogate_cost import ConstantCost, CostModel, ResidualCorre
 from bfm_stim.optim.gradient import GradientSearch, GradientSettings
 from bfm_stim.optim.guided import GuidedBO, GuidedSettings
 from bfm_stim.optim.egreedy import EGreedySettings, EpsilonGreedy
+from bfm_stim.optim.trust import TrustState, assess_trust
+from bfm_stim.optim.cost_models import cost_model_from_rest
 
 __all__ = [
     "Optimizer", "OptimizerSettings", "Outcome", "SafeBoxMap",
@@ -34,4 +36,5 @@ __all__ = [
     "CMAES", "CMAESSettings", "BayesOpt", "BOSettings",
     "CostModel", "SurrogateCost", "ConstantCost", "ResidualCorrection",
     "GradientSearch", "GradientSettings", "GuidedBO", "GuidedSettings", "EpsilonGreedy", "EGreedySettings",
+    "TrustState", "assess_trust", "cost_model_from_rest",
 ]

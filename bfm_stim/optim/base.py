@@ -243,6 +243,12 @@ class Optimizer(abc.ABC):
         """Stimuli asked for but not told yet."""
         return tuple(s for s, _ in self._pending)
 
+    @property
+    def trust_state(self) -> Any:
+        """The optimizer's measured trust in its model (:class:`~bfm_stim.optim.trust.TrustState`); ``None``
+        for optimizers without a model (the surrogate methods override it)."""
+        return None
+
     def is_side_effect(self, outcome: Outcome) -> bool:
         """Whether ``outcome`` counts as a side effect (severity >= ``settings.side_effect_threshold``)."""
         sev = outcome.severity

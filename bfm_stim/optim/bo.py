@@ -232,7 +232,7 @@ class BayesOpt(Optimizer):
         if n_obs < 2 or self.space.dim == 0:
             n_sobol = n
         else:
-            n_sobol = min(n, max(0, self.settings.n_init - n_obs - len(self._pending)))
+            n_sobol = min(n, max(0, self._n_init() - n_obs - len(self._pending)))
         parts, tags = [], []
         if n_sobol:
             parts.append(self._sobol(n_sobol))
@@ -243,6 +243,14 @@ class BayesOpt(Optimizer):
             parts.append(self._acquire(n - n_sobol, X_pending))
             tags += [{"acq": self._n_acq}] * (n - n_sobol)
         return torch.cat(parts), tags
+
+    def _n_init(self) -> int:
+        """Observations from the space-filling design before the GP takes over (``settings.n_init``)."""
+        return self.settings.n_init
+
+    def _prior_weight(self) -> float:
+        """Weight of the prior mean in [0, 1] (1 here; ``guided`` fades it with its trust in the model)."""
+        return 1.0
 
     # --- model ------------------------------------------------------------------------------------
     def _fit(self, key: str, model: Any, n_obs: int) -> None:
@@ -263,9 +271,13 @@ class BayesOpt(Optimizer):
         X = stimuli_unit(self.space, [s for s, _, _ in self._obs])
         cost = torch.tensor([[o.cost] for _, o, _ in self._obs], dtype=torch.float64)
         prior = self._prior_f
+        weight = self._prior_weight() if prior is not None else 0.0
+        if prior is not None and weight <= 1e-6:
+            prior = None  # a model the trials contradict: plain BO
+            self.prior_scale = 0.0
         if prior is not None:
             raw = prior
-            b = self.prior_scale = self._prior_scale(raw(X).detach(), -cost[:, 0])
+            b = self.prior_scale = weight * self._prior_scale(raw(X).detach(), -cost[:, 0])
             prior = lambda Z: b * raw(Z)  # noqa: E731
         y = -cost if prior is None else -cost - prior(X).unsqueeze(-1)
         cat = sorted(self.space.categorical_dims)

@@ -26,7 +26,9 @@ from bfm_stim.exceptions import ValidationError
 from bfm_stim.optim.base import Optimizer, OptimizerSettings, stimuli_unit
 from bfm_stim.optim.gradient import _check_float, _check_int, _safe
 from bfm_stim.optim.registry import register
-from bfm_stim.optim.surrogate_cost import ConstantCost, CostModel, ResidualCorrection
+from bfm_stim.optim.surrogate_cost import CostModel, ResidualCorrection
+from bfm_stim.optim.trust import check_trust_settings
+from bfm_stim.optim.trusted import TrustedModel
 from bfm_stim.space import Stimulus, StimulusSpace
 
 __all__ = ["EGreedySettings", "EpsilonGreedy"]
@@ -44,6 +46,8 @@ class EGreedySettings(OptimizerSettings):
         min_distance: Unit-cube distance under which a candidate counts as already explored.
         lengthscale: Lengthscale of the correction's kernel, in feature units.
         shrinkage: Pseudo-count of the model in the correction (λ > 0).
+        trust, trust_prior, trust_slope_sd: The online trust in the model, as for ``gradient``
+            (:class:`~bfm_stim.optim.gradient.GradientSettings`).
     """
 
     epsilon: float = 0.1
@@ -52,9 +56,13 @@ class EGreedySettings(OptimizerSettings):
     min_distance: float = 0.05
     lengthscale: float = 0.1
     shrinkage: float = 0.5
+    trust: bool = True
+    trust_prior: float = 0.5
+    trust_slope_sd: float = 0.5
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_trust_settings(self.trust, self.trust_prior, self.trust_slope_sd)
         if not (isinstance(self.epsilon, (int, float)) and not isinstance(self.epsilon, bool)
                 and 0.0 <= self.epsilon <= 1.0):
             raise ValidationError("epsilon", self.epsilon, "a probability in [0, 1]")
@@ -67,7 +75,7 @@ class EGreedySettings(OptimizerSettings):
 
 
 @register("egreedy")
-class EpsilonGreedy(Optimizer):
+class EpsilonGreedy(TrustedModel, Optimizer):
     """ε-greedy over a pool of safe candidates scored by the corrected surrogate.
 
     Args:
@@ -75,7 +83,11 @@ class EpsilonGreedy(Optimizer):
         settings: :class:`EGreedySettings`.
         initial_design: Stimuli proposed first.
         cost_model: Cost model scoring the candidates (default a flat prior: the search then follows
-            the correction alone). Not serialized: pass it again when loading.
+            the correction alone; a warning says so and ``trust`` is ``None``). Not serialized: pass
+            it again when loading.
+
+    While the trials contradict the model (see :mod:`bfm_stim.optim.trust`) the greedy pick comes from
+    a fallback constraint-aware BO on the same trials (the ε exploration stays).
     """
 
     Settings = EGreedySettings
@@ -83,10 +95,11 @@ class EpsilonGreedy(Optimizer):
 
     def __init__(self, space: StimulusSpace, settings: EGreedySettings | None = None, *,
                  initial_design: Sequence[Stimulus] | None = None, cost_model: CostModel | None = None) -> None:
-        self.cost_model: CostModel = ConstantCost() if cost_model is None else cost_model
+        self._init_model(cost_model)
         super().__init__(space, settings, initial_design=initial_design)
 
     def _setup(self) -> None:
+        self._reset_trust()
         self._rng = np.random.default_rng(self.settings.seed)
         self._pool: tuple[list[Stimulus], torch.Tensor, torch.Tensor] | None = None
         self._pool_base: tuple[Any, torch.Tensor, torch.Tensor] | None = None
@@ -125,10 +138,17 @@ class EpsilonGreedy(Optimizer):
         order = torch.argsort(mean, stable=True).tolist()
         taken = [stimuli_unit(self.space, [s])[0] for s in [s for s, _, _ in self._obs] + [s for s, _ in self._pending]]
         rows, tags = [], []
+        bo_led = self.has_model and not self.model_leads
         for _ in range(n):
             explore = bool(self._rng.random() < self.epsilon)
             z = self._rng.random(max(self.space.dim, 1))[: self.space.dim]  # drawn every round: fixed RNG use
             pick = None
+            if bo_led and not explore:  # the trials contradict the model: BO picks instead of the model
+                U_bo, t_bo = self._bo_propose(1)
+                rows.append(U_bo[0])
+                tags.append({**t_bo[0], "explore": False})
+                taken.append(U_bo[0])
+                continue
             if not explore:
                 for i in order:
                     if all(float((U[i] - t).norm()) >= max(self.settings.min_distance, 1e-9) for t in taken):
@@ -136,21 +156,26 @@ class EpsilonGreedy(Optimizer):
                         break
             if pick is None:
                 u = self.safe_map(torch.from_numpy(z).reshape(1, -1))[0]
-                tags.append({"explore": True})
+                tags.append({"explore": True, **self._trust_tag()})
             else:
                 u = U[pick]
-                tags.append({"explore": False, "pred": float(mean[pick]), "pred_std": float(std[pick])})
+                tags.append({"explore": False, "pred": float(mean[pick]), "pred_std": float(std[pick]),
+                             "led_by": "model", **self._trust_tag()})
             rows.append(u)
             taken.append(u)
         return torch.stack(rows), tags
 
     def recommend(self) -> Stimulus | None:
-        """The measured stimulus without a side effect of lowest corrected predicted cost (:meth:`corrected`)."""
+        """The measured stimulus without a side effect of lowest corrected predicted cost (:meth:`corrected`);
+        the fallback BO's recommendation while the trials contradict the model."""
+        if self.has_model and not self.model_leads:
+            return self._bo().recommend()
         corr = self.corrected()
         return self._recommend_lowest(lambda st: corr.predict_mean(self.space.to_features(st, dtype=torch.float64)))
 
     def _impl_state(self) -> dict[str, Any]:
-        return {"rng": self._rng.bit_generator.state}
+        return {"rng": self._rng.bit_generator.state, **self._trust_impl_state()}
 
     def _load_impl_state(self, state: Mapping[str, Any]) -> None:
         self._rng.bit_generator.state = dict(state["rng"])
+        self._load_trust_impl_state(state)

@@ -27,7 +27,9 @@ from bfm_stim.exceptions import SafetyLimitError, ValidationError
 from bfm_stim.optim.base import Optimizer, OptimizerSettings, propose_threads, stimuli_unit
 from bfm_stim.optim.registry import register
 from bfm_stim.optim.safe_set import SafeBoxMap
-from bfm_stim.optim.surrogate_cost import ConstantCost, CostModel, ResidualCorrection, predict_mean
+from bfm_stim.optim.surrogate_cost import CostModel, ResidualCorrection, predict_mean
+from bfm_stim.optim.trust import check_trust_settings
+from bfm_stim.optim.trusted import TrustedModel
 from bfm_stim.space import Stimulus, StimulusSpace
 
 __all__ = ["GradientSettings", "GradientSearch", "surrogate_search", "rank_candidates"]
@@ -57,6 +59,11 @@ class GradientSettings(OptimizerSettings):
         min_distance: Unit-cube distance under which a candidate counts as already explored.
         lengthscale: Lengthscale of the outcome correction's kernel, in feature units.
         shrinkage: Pseudo-count of the model in the outcome correction (λ > 0).
+        trust: Measure the model against the trials (:mod:`bfm_stim.optim.trust`) and hand the
+            proposals to plain constraint-aware BO while the trials contradict it; ``False`` follows
+            the model whatever the trials say (the trust is still computed and reported).
+        trust_prior: Prior probability that the model ranks this patient's stimuli.
+        trust_slope_sd: Spread (log units) of the prior on the slope of measured on predicted cost.
     """
 
     n_starts: int = 6
@@ -66,9 +73,13 @@ class GradientSettings(OptimizerSettings):
     min_distance: float = 0.05
     lengthscale: float = 0.1
     shrinkage: float = 0.5
+    trust: bool = True
+    trust_prior: float = 0.5
+    trust_slope_sd: float = 0.5
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_trust_settings(self.trust, self.trust_prior, self.trust_slope_sd)
         _check_int("n_starts", self.n_starts, 1)
         _check_int("steps", self.steps, 0)
         _check_float("lr", self.lr, 0.0)
@@ -175,7 +186,7 @@ def rank_candidates(cost: CostModel, space: StimulusSpace, U: torch.Tensor, n: i
 
 
 @register("gradient")
-class GradientSearch(Optimizer):
+class GradientSearch(TrustedModel, Optimizer):
     """Gradient search through the surrogate, corrected online by the measured outcomes.
 
     Args:
@@ -183,8 +194,11 @@ class GradientSearch(Optimizer):
         settings: :class:`GradientSettings`.
         initial_design: Stimuli proposed first.
         cost_model: Differentiable cost model (e.g. :class:`~bfm_stim.optim.surrogate_cost.SurrogateCost`);
-            default a flat prior (the search then follows the outcome correction alone). Not
-            serialized: pass it again when loading.
+            default a flat prior (the search then follows the outcome correction alone; a warning
+            says so and ``trust`` is ``None``). Not serialized: pass it again when loading.
+
+    While the trials contradict the model (:attr:`model_leads` false, see :mod:`bfm_stim.optim.trust`)
+    the proposals and the recommendation come from a fallback constraint-aware BO on the same trials.
     """
 
     Settings = GradientSettings
@@ -192,12 +206,13 @@ class GradientSearch(Optimizer):
 
     def __init__(self, space: StimulusSpace, settings: GradientSettings | None = None, *,
                  initial_design: Sequence[Stimulus] | None = None, cost_model: CostModel | None = None) -> None:
-        self.cost_model: CostModel = ConstantCost() if cost_model is None else cost_model
+        self._init_model(cost_model)
         super().__init__(space, settings, initial_design=initial_design)
 
     def _setup(self) -> None:
         self._n_fill = 0
         self._cache: tuple[int, list[tuple[Stimulus, float, float]]] | None = None
+        self._reset_trust()
 
     def corrected(self) -> ResidualCorrection:
         """The cost model corrected by every told outcome."""
@@ -238,25 +253,31 @@ class GradientSearch(Optimizer):
             return rank_candidates(corr, self.space, U, n, min_distance=self.settings.min_distance, exclude=exclude)
 
     def _propose(self, n: int) -> tuple[torch.Tensor, list[Any]]:
+        if self.has_model and not self.model_leads:
+            return self._bo_propose(n)
         picks = self.rank(n, exclude_explored=True)
         rows = [stimuli_unit(self.space, [s]) for s, _, _ in picks]
-        tags: list[Any] = [{"pred": m, "pred_std": sd} for _, m, sd in picks]
+        tags: list[Any] = [{"pred": m, "pred_std": sd, "led_by": "model", **self._trust_tag()} for _, m, sd in picks]
         if len(rows) < n:  # everything predicted good is explored: fill the safe set quasi-randomly
             m = n - len(rows)
             eng = torch.quasirandom.SobolEngine(max(self.space.dim, 1), scramble=True, seed=self.settings.seed + 1)
             eng.fast_forward(self._n_fill)
             self._n_fill += m
             rows.append(self.safe_map(eng.draw(m, dtype=torch.float64)[:, : self.space.dim]))
-            tags += [{"fill": True}] * m
+            tags += [{"fill": True, "led_by": "model", **self._trust_tag()}] * m
         return torch.cat(rows), tags
 
     def recommend(self) -> Stimulus | None:
-        """The measured stimulus without a side effect of lowest corrected predicted cost (:meth:`corrected`)."""
+        """The measured stimulus without a side effect of lowest corrected predicted cost (:meth:`corrected`);
+        the fallback BO's recommendation while the trials contradict the model."""
+        if self.has_model and not self.model_leads:
+            return self._bo().recommend()
         corr = self.corrected()
         return self._recommend_lowest(lambda st: corr.predict_mean(self.space.to_features(st, dtype=torch.float64)))
 
     def _impl_state(self) -> dict[str, Any]:
-        return {"n_fill": self._n_fill}
+        return {"n_fill": self._n_fill, **self._trust_impl_state()}
 
     def _load_impl_state(self, state: Mapping[str, Any]) -> None:
         self._n_fill = int(state["n_fill"])
+        self._load_trust_impl_state(state)

@@ -64,7 +64,14 @@ from loops.config_files import config_path
 __all__ = ["CohortConfig", "PatientEntry", "ObjectiveConfig", "OracleConfig", "OptimizerEntry", "ExecutorConfig",
            "MetricsConfig", "BenchmarkConfig", "load_config", "config_from_dict", "FAMILIES", "EXTERNAL"]
 
-FAMILIES = ("bg-beta-v0", "cortex-jr-epileptic-v0", "cortex-jr-v0", "bg-beta-healthy-v0")
+FAMILIES = ("bg-beta-v0", "cortex-jr-epileptic-v0", "cortex-jr-v0", "bg-beta-healthy-v0")  # the original four
+
+
+def registered_ids() -> tuple[str, ...]:
+    """Every patient id in the simulators' registry (the families a cohort may name)."""
+    from simulators.registry import list_patients
+
+    return tuple(i for i, _ in list_patients())
 EXTERNAL = ("optuna-tpe", "optuna-gp", "nevergrad")
 OBJECTIVES = ("latent", "healthy_reference", "bandpower")
 
@@ -125,9 +132,10 @@ class CohortConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "families", tuple(self.families))
-        bad = [f for f in self.families if f not in FAMILIES]
+        known = registered_ids()
+        bad = [f for f in self.families if f not in known]
         if bad:
-            raise ValidationError("cohort.families", bad, f"ids among {list(FAMILIES)}")
+            raise ValidationError("cohort.families", bad, f"ids among {list(known)} (bfm-stim patients)")
         _int("cohort.n_patients", self.n_patients, 0, 100_000)
         _int("cohort.offset", self.offset, 0, 99_000)
         if self.n_patients and not self.families:

@@ -99,6 +99,7 @@ class SimulatedPatient:
         self.id, self.seed = family, int(seed)
         self._oracle_cfg = oracle
         self._surrogate = self._context = self._forecast = None
+        self.checkpoint_digest: str | None = None  # the checkpoint behind the surrogate, when there is one
         if objective.kind == "latent":
             ckpt = checkpoint_path(objective.checkpoint or None)
             if ckpt is None or not ckpt.is_file():
@@ -107,6 +108,7 @@ class SimulatedPatient:
             tgt = make_target("healthy", self.patient, sur, ckpt_tag=file_digest(ckpt))
             self._surrogate, self._forecast = sur, tgt.forecast
             self._context = rest[:, -sur.cfg.max_patches * sur.cfg.patch_len:]
+            self.checkpoint_digest = file_digest(ckpt)
             self.objective = tgt.measured
             self.description = f"latent target (BFM encoder, checkpoint {file_digest(ckpt)})"
         elif objective.kind == "healthy_reference":
@@ -124,6 +126,7 @@ class SimulatedPatient:
             if sur is not None:
                 self._surrogate, self._forecast = sur, tgt.forecast
                 self._context = rest[:, -sur.cfg.max_patches * sur.cfg.patch_len:]
+                self.checkpoint_digest = file_digest(ckpt)
             self.description = tgt.description
         self._optimum: Stimulus | None = None
 

@@ -148,6 +148,7 @@ def run_cell(cell: Cell, cfg: BenchmarkConfig, *, cost_model: Any = "fresh") -> 
         with _deadline(min(ex.ask_timeout_s, deadline - time.perf_counter())):
             opt = make_optimizer(cell.optimizer, space, seed=cell.optimizer_seed, budget=cell.budget, cost_model=cm)
         manifest["optimizer_settings"] = settings_of(opt)
+        manifest["surrogate"] = surrogate_manifest(p, opt, cm)
         rec: Stimulus | None = None
         for t in range(cell.budget):
             stage = "ask"
@@ -184,6 +185,9 @@ def run_cell(cell: Cell, cfg: BenchmarkConfig, *, cost_model: Any = "fresh") -> 
                 rec = opt.recommend()
                 row["rec_s"] = time.perf_counter() - t0
             row["recommendation"] = _sd(rec)
+            ts = getattr(opt, "trust_state", None)
+            row["trust"] = None if ts is None else ts.trust  # after this trial's evidence
+            row["model_weight"] = None if ts is None else ts.weight
             rows.append(row)
     except _Timeout:
         status, error = "timeout", f"{stage} exceeded its limit (ask {ex.ask_timeout_s:g} s, cell {ex.cell_timeout_s:g} s)"
@@ -194,7 +198,45 @@ def run_cell(cell: Cell, cfg: BenchmarkConfig, *, cost_model: Any = "fresh") -> 
         _score(ctx, rows, cfg)
     except Exception as e:  # noqa: BLE001
         status, error = "error", f"oracle: {_err(e)}"
+    if manifest.get("surrogate", {}).get("model"):
+        manifest["surrogate"]["first_trials"] = first_trials_ranking(opt, rows)
     return _result(cell, status, error, rows, manifest, t_start)
+
+
+#: Trials over which a run's manifest reports the model's measured ranking.
+FIRST_TRIALS = 10
+
+
+def surrogate_manifest(p: Any, opt: Any, cm: Any) -> dict[str, Any]:
+    """Whether the optimizer had a model, which checkpoint (for the patients that build one), and its trust setting."""
+    uses = hasattr(opt, "has_model")
+    out: dict[str, Any] = {"surrogate_method": uses, "model": bool(uses and getattr(opt, "has_model", False))}
+    if uses:
+        out["checkpoint"] = getattr(p, "checkpoint_digest", None)
+        out["cost_model"] = None if cm is None else type(cm).__name__
+        out["trust"] = bool(getattr(opt.settings, "trust", False))
+        if not out["model"]:
+            out["note"] = "no cost model: the surrogate method ran on a flat prior (no surrogate)"
+    return out
+
+
+def first_trials_ranking(opt: Any, rows: list[dict[str, Any]], n: int = FIRST_TRIALS) -> dict[str, Any]:
+    """The model's measured ranking over the first ``n`` trials: Spearman of predicted vs measured cost
+    (and vs the oracle's noise-free cost), the trust after them."""
+    from loops.stats import spearman
+
+    try:
+        pred = list(opt.model_predictions())
+    except Exception:  # noqa: BLE001 - a model that cannot predict is reported, not raised
+        return {"n": 0, "error": "the model could not predict the delivered stimuli"}
+    delivered = [r for r in rows if r["delivered"]][:n]
+    k = min(len(pred), len(delivered))
+    meas = [r["cost"] for r in delivered[:k]]
+    orac = [r.get("oracle_cost") for r in delivered[:k]]
+    trust = next((r.get("trust") for r in reversed(rows[:n]) if r.get("delivered")), None)
+    return {"n": k, "spearman_measured": spearman(pred[:k], meas) if k >= 3 else None,
+            "spearman_oracle": spearman(pred[:k], orac) if k >= 3 and None not in orac else None,
+            "trust": trust}
 
 
 def _score(ctx: dict[str, Any], rows: list[dict[str, Any]], cfg: BenchmarkConfig) -> None:

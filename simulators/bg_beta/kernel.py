@@ -33,6 +33,20 @@ fraction ρ of the territory in each sample that holds a pulse):
   with enough recruitment thus open the STN–GPe and cortico-basal-ganglia loops and beta
   collapses, in proportion to the recruited fraction (a dose–response in amplitude); 10–20 Hz
   trains block essentially nothing (Φ < 1e-3) and only entrain the loop through the afferent volleys.
+
+Slow loop-gain modulation (``bg-beta-v1``; off in v0). Parkinsonian beta comes in bursts whose
+durations (100 ms to > 1 s) and growth of amplitude with duration (Tinkhauser et al. 2017, Brain
+140:1053–1067 and 140:2968–2981) follow the slow drive of the loop, not fast noise: beta bursts
+build up across the cortex–STN–GPe network with cortex leading (Cagnan et al. 2019, PNAS
+116:16095–16104), and OFF dopamine the beta generator sits near and transiently beyond an
+oscillatory instability, which stretches the bursts (Duchet et al. 2021, PLoS Comput. Biol.
+17:e1009116; West et al. 2023, Prog. Neurobiol. 221:102397: burst statistics set by slowly
+modulated network gain). Each territory's loop gain — the hyperdirect and STN–GPe weights
+``w_CS``, ``w_GS``, ``w_SG`` together — is multiplied by ``exp(m)``, ``m`` an Ornstein–Uhlenbeck
+process (s.d. ``σ_m``, time constant ``τ_m`` of a few hundred ms, i.e. fluctuations at
+0.1–2 Hz) drawn from its own noise elements, so the loop drifts back and forth across its Hopf
+bifurcation: beta waxes while the gain is above it and the longer the excursion, the larger the
+oscillation grows. Stimulation acts as above (the informational lesion opens the loop at any gain).
 """
 
 from __future__ import annotations
@@ -49,8 +63,11 @@ from simulators._rng import normal_at, sample_seed
  P_WCC, P_NC, P_NS, P_TSTIM, P_WLAT, P_KICK, P_USE, P_TREC, P_T50, P_BSPREAD, P_TRATE, P_STONIC) = range(26)
 N_PARAMS = 26
 # state[b, k, l]
-(X_S, X_G, X_E, X_I, X_U, X_RATE, X_RHO, X_RES) = range(8)
-N_STATE = 8
+(X_S, X_G, X_E, X_I, X_U, X_RATE, X_RHO, X_RES, X_MOD) = range(9)
+N_STATE = 9
+# mod[b, k]: slow loop-gain modulation (bg-beta-v1; zeros = off, the v0 physics bit for bit)
+M_SD, M_TAU = range(2)
+N_MOD = 2
 # delays[b, k] in samples
 D_SG, D_GS, D_GG, D_CS, D_SC, D_CC = range(6)
 HIST = 32  # ring-buffer length, samples (> longest delay)
@@ -64,21 +81,25 @@ def _F(x: float, m: float, base: float) -> float:
     return m / (1.0 + (m - base) / base * math.exp(z))
 
 
-def _bg_block(state, hist, pos, params, weights, delays, noise_key, t0, kicks, dt, src):
+def _bg_block(state, hist, pos, params, weights, delays, mod, noise_key, t0, kicks, dt, src):
     """Advance the batch by ``T = kicks.shape[1]`` samples, in place.
 
     Args:
         state: (B, N_STATE, L) float64 — S, G, E, I rates (spikes/s), the afferent stimulation
             filter u (spikes/s), the filtered pulse rate (Hz), the latched recruited
-            fraction ρ and the afferent synaptic resources x in [0, 1] (``X_*`` indices).
+            fraction ρ, the afferent synaptic resources x in [0, 1] and the log loop-gain
+            modulation m (``X_*`` indices).
         hist: (B, HIST, 4, L) float64 — ring buffer of past STN output (after the informational
             lesion), G, E, I; updated in place.
         pos: (B,) int64 — ring-buffer write position (absolute sample count); updated in place.
         params: (B, N_PARAMS) float64 — see the ``P_*`` indices.
         weights: (B, 6, L) float64 — w_GS, w_SG, w_GG, w_CS, w_SC, w_CC per territory.
         delays: (B, 6) int64 — delays in samples (``D_*`` indices), each in [1, HIST).
+        mod: (B, N_MOD) float64 — s.d. σ_m (dimensionless, log gain) and time constant τ_m (s)
+            of the loop-gain modulation; σ_m = 0 switches it off (v0).
         noise_key: (B,) uint64 process-noise stream per row; sample ``k`` gives territory ``l``
-            standard normals ``l`` (cortex) and ``L + l`` (STN) (:mod:`simulators._rng`).
+            standard normals ``l`` (cortex), ``L + l`` (STN) and ``2L + l`` (gain modulation)
+            (:mod:`simulators._rng`).
         t0: absolute sample index of the first step (the noise counter).
         kicks: (B, T, L) float64 — pulses in the sample × recruited fraction ρ per territory.
         dt: step, s.
@@ -101,6 +122,12 @@ def _bg_block(state, hist, pos, params, weights, delays, noise_key, t0, kicks, d
         er = math.exp(-dt / p[P_TRATE])
         erec = math.exp(-dt / p[P_TREC])
         wl = p[P_WLAT]
+        msd = mod[b, M_SD]
+        em = 0.0
+        mkick = 0.0
+        if msd > 0.0:
+            em = math.exp(-dt / mod[b, M_TAU])
+            mkick = msd * math.sqrt(1.0 - em * em)
         key = noise_key[b]
         for t in range(nt):
             k = pos[b]
@@ -118,9 +145,16 @@ def _bg_block(state, hist, pos, params, weights, delays, noise_key, t0, kicks, d
                 i_cc = h[(k - d[D_CC]) % HIST, 3, l]
                 e_cc = h[(k - d[D_CC]) % HIST, 2, l]
                 lat = (gsum - g_gg) / max(nl - 1, 1)
-                in_s = (w[3, l] * e_cs - w[0, l] * g_gs + x[X_U, l]
+                w_gs, w_sg, w_cs = w[0, l], w[1, l], w[3, l]
+                if msd > 0.0:
+                    x[X_MOD, l] = x[X_MOD, l] * em + mkick * normal_at(seed, 2 * nl + l)
+                    gain = math.exp(x[X_MOD, l])
+                    w_gs *= gain
+                    w_sg *= gain
+                    w_cs *= gain
+                in_s = (w_cs * e_cs - w_gs * g_gs + x[X_U, l]
                         + p[P_NS] * normal_at(seed, nl + l))
-                in_g = w[1, l] * s_sg - w[2, l] * g_gg - wl * lat - p[P_STR]
+                in_g = w_sg * s_sg - w[2, l] * g_gg - wl * lat - p[P_STR]
                 in_e = -w[4, l] * s_sc - w[5, l] * i_cc + p[P_C] + p[P_NC] * normal_at(seed, l)
                 in_i = w[5, l] * e_cc
                 f0 = _F(in_s, p[P_MS], p[P_BS])

@@ -79,3 +79,19 @@ IC_RHEOBASE_MA = 0.5   # capsule fibre rheobase at 0 mm, mA
 IC_CHRONAXIE_US = 120.0  # capsule chronaxie, µs (large myelinated fibres in Holsheimer's range)
 IC_DISTANCE_K = 0.08   # mA/mm²
 SIDE_EFFECT_REPORT = 0.5   # recruitment of capsule fibres at which the patient reports a side effect
+
+# --- bg-beta-v1: slow loop-gain modulation (beta bursts of physiological duration) ------------------
+# Parkinsonian STN beta bursts last 100 ms to > 1 s (median a few hundred ms at the 75th-percentile
+# threshold) and grow in amplitude with duration (Tinkhauser et al. 2017, Brain 140:1053–1067 and
+# 140:2968–2981). In v1 they come from slow (0.1–2 Hz) Ornstein–Uhlenbeck fluctuations of each
+# loop's gain that carry it back and forth across its Hopf bifurcation (Duchet et al. 2021, PLoS
+# Comput. Biol. 17:e1009116; Cagnan et al. 2019, PNAS 116:16095–16104; West et al. 2023, Prog.
+# Neurobiol. 221:102397); the fast input noise is lowered so it no longer chops the bursts. The loop
+# scale below multiplies W_GS, W_SG and W_CS as LOOP_SCALE does in v0; with Pavlides' weights the
+# motor loop's Hopf point lies near a scale of 0.33 (found by continuation, noise off).
+V1_LOOP_SCALE = (0.6, 0.35, 0.25)     # motor, associative, limbic: mean pathological coupling scale
+V1_HEALTHY_SCALE = 0.25               # healthy: below the Hopf point even at +1 s.d. of gain
+V1_GAIN_SD = 0.3                      # s.d. of the log loop gain m (dimensionless)
+V1_GAIN_TAU_S = 0.3                   # OU time constant of m, s (corner 1/(2π τ) ≈ 0.5 Hz: 0.1–2 Hz fluctuations)
+V1_NOISE_SCALE = 0.5                  # multiplies NOISE_C_HZ and NOISE_S_HZ
+V1_T_SC_FACTOR = (0.4, 0.7)           # range of T_SC factors: shorter cortical return loop: beta peak ≈ 14–15 Hz

@@ -16,6 +16,17 @@ Hidden constraint: the internal capsule runs lateral to STN; current spreading t
 corticobulbar/corticospinal fibres and the patient reports a side effect (muscle contraction,
 dysarthria) once the recruited fraction passes :data:`params.SIDE_EFFECT_REPORT`. Its threshold
 depends on the contact (distance) and the pulse width (its own chronaxie).
+
+Two burst models, one per registered version (a seed is the same anatomy, channels and
+measurement noise in both):
+
+* ``burst_model="noise"`` (``bg-beta-v0``): fixed loop gains, beta amplitude fluctuations from
+  fast input noise only — bursts of a few tens of ms in the 13–30 Hz envelope.
+* ``burst_model="slow-gain"`` (``bg-beta-v1``): each loop's gain fluctuates slowly (an
+  Ornstein–Uhlenbeck process, :data:`params.V1_GAIN_TAU_S`) around a mean near its Hopf
+  bifurcation, so beta comes in bursts of 100 ms to over a second whose amplitude grows with
+  their duration, as in parkinsonian STN recordings (Tinkhauser et al. 2017; sources in
+  :mod:`simulators.bg_beta.params` and the kernel docstring).
 """
 
 from __future__ import annotations
@@ -27,12 +38,14 @@ import numpy as np
 from bfm_stim.exceptions import ValidationError
 from bfm_stim.space import Contact, Stimulus
 from simulators.bg_beta import params as P
-from simulators.bg_beta.kernel import HIST, N_PARAMS, N_STATE, X_RES, bg_block
+from simulators.bg_beta.kernel import HIST, N_MOD, N_PARAMS, N_STATE, P_NC, P_NS, X_RES, bg_block
 from simulators.observation import _tag
 from simulators.patient import Patient
 from simulators.stimulation import recruitment, threshold_current_ma
 
-__all__ = ["BGBeta"]
+__all__ = ["BGBeta", "BURST_MODELS"]
+
+BURST_MODELS = ("noise", "slow-gain")
 
 STN_CENTER_MM = np.array([12.0, -13.0, -5.0])   # right STN, head frame (≈ MNI), mm
 TERRITORY_OFFSET_MM = np.array([[1.5, -1.5, 1.5], [0.0, 0.0, 0.0], [-1.5, 2.0, -1.5]])  # motor, assoc., limbic
@@ -50,6 +63,14 @@ class BGBeta(Patient):
                                   "hidden internal-capsule side-effect threshold")
     default_regime: ClassVar[str] = "pathological"
     channel_range: ClassVar[tuple[int, int]] = (8, 64)
+
+    def __init__(self, seed: int, *, burst_model: str = "noise", **kwargs) -> None:
+        """Args: seed; burst_model: ``"noise"`` (v0) or ``"slow-gain"`` (v1); **kwargs: see :class:`Patient`."""
+        if burst_model not in BURST_MODELS:
+            raise ValidationError("burst_model", burst_model, f"one of {BURST_MODELS}")
+        self.burst_model = burst_model
+        super().__init__(seed, **kwargs)
+        self._overrides["burst_model"] = burst_model
 
     def _build(self, rng: np.random.Generator, n_channels: int) -> None:
         L = 3
@@ -71,7 +92,18 @@ class BGBeta(Patient):
         w[3], w[4], w[5] = P.W_CS * scale, P.W_SC, P.W_CC
         t_sc = P.T_SC * rng.uniform(0.55, 1.0)  # patient-specific cortical return delay
         d = np.round(np.array([P.T_SG, P.T_GS, P.T_GG, P.T_CS, t_sc, P.T_CC]) * self.fs).astype(np.int64)
-        self.kernel_params = {"p": p, "w": w, "d": np.clip(d, 1, HIST - 1)}
+        mod = np.zeros(N_MOD)
+        if self.burst_model == "slow-gain":
+            # own stream, so anatomy, channels and measurement noise stay those of the v0 seed
+            r1 = np.random.default_rng([_tag(self.family), self.seed, 31])
+            scale = np.array(P.V1_LOOP_SCALE) * r1.uniform(0.92, 1.08) if self.regime == "pathological" \
+                else np.full(L, P.V1_HEALTHY_SCALE) * r1.uniform(0.92, 1.08)
+            w[0], w[1], w[3] = P.W_GS * scale, P.W_SG * scale, P.W_CS * scale
+            p[P_NC] *= P.V1_NOISE_SCALE
+            p[P_NS] *= P.V1_NOISE_SCALE
+            mod[:] = [P.V1_GAIN_SD * r1.uniform(0.85, 1.15), P.V1_GAIN_TAU_S * r1.uniform(0.75, 1.33)]
+            d[4] = round(P.T_SC * r1.uniform(*P.V1_T_SC_FACTOR) * self.fs)
+        self.kernel_params = {"p": p, "w": w, "d": np.clip(d, 1, HIST - 1), "mod": mod}
         # DBS lead: 4 contacts (3 mm pitch, 3387-like) or 8 (2 mm pitch), placed around motor STN
         n_contacts = int(rng.choice([4, 8]))
         pitch = 3.0 if n_contacts == 4 else 2.0
@@ -114,7 +146,7 @@ class BGBeta(Patient):
 
     @property
     def noise_shape(self) -> tuple[int, ...]:
-        return (2, 3)
+        return (3, 3) if self.burst_model == "slow-gain" else (2, 3)
 
     def _targets(self, stim: Stimulus) -> tuple[np.ndarray, np.ndarray]:
         if stim.kind != "electrical":  # no sensory pathway in this family
@@ -130,8 +162,8 @@ class BGBeta(Patient):
     def run_kernel(state, params, noise_key, t0, kicks, drive, dt):
         B, T = kicks.shape[:2]
         src = np.empty((B, T, 3, state["x"].shape[2]))
-        bg_block(state["x"], state["hist"], state["pos"], params["p"], params["w"], params["d"], noise_key, t0, kicks,
-                 dt, src)
+        bg_block(state["x"], state["hist"], state["pos"], params["p"], params["w"], params["d"], params["mod"],
+                 noise_key, t0, kicks, dt, src)
         return src.reshape(B, T, -1)
 
     # --- the hidden constraint ----------------------------------------------------------------------
@@ -166,7 +198,7 @@ class BGBeta(Patient):
 
     def ground_truth(self) -> dict:
         gt = super().ground_truth()
-        gt.update(capsule_mm=self.capsule_mm.tolist(), territories=list(TERRITORIES),
+        gt.update(capsule_mm=self.capsule_mm.tolist(), territories=list(TERRITORIES), burst_model=self.burst_model,
                   side_effect_threshold_ma_at_60us={c.name: self.side_effect_threshold_ma(c.name, 60.0)
                                                     for c in self.contacts})
         return gt

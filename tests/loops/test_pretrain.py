@@ -207,3 +207,16 @@ def test_train_only_adds_biomarker_heads_to_a_frozen_trunk(tmp_path):
     with pytest.raises(ConfigError, match="train_only"):
         main(replace(cfg, train=replace(cfg.train, train_only=("biomarker",))), tmp_path / "bad2", steps=1,
              progress=False)
+
+
+def test_pretraining_refuses_the_held_out_family():
+    """The registry's held-out family is the out-of-distribution test bed: no corpus may contain it."""
+    from bfm_stim.exceptions import ValidationError
+    from loops.pretrain_corpus import CorpusConfig
+    from simulators.registry import held_out_ids
+
+    held = held_out_ids()
+    assert held, "one family must be held out of pretraining"
+    with pytest.raises(ValidationError, match="held out"):
+        CorpusConfig(source="simulators", families=("bg-beta-v0", held[0]))
+    CorpusConfig(source="simulators", families=("bg-beta-v0",))

@@ -298,10 +298,11 @@ def test_propose_threads_caps_and_restores():
         torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("scale, expect", [(0.25, (2.5, 4.0)), (-1.0, (0.0, 0.0)), (1.0, (0.99, 1.01))])
+@pytest.mark.parametrize("scale, expect", [(0.25, (2.5, 4.0)), (-1.0, (0.0, 0.01)), (1.0, (0.99, 1.01))])
 def test_guided_learns_the_scale_of_its_prior(problem, scale, expect):
     """A surrogate that ranks right on the wrong scale is rescaled (b ≈ 1/scale after enough trials,
-    shrunk toward 1 by prior_trust); one that ranks against the data is switched off (b = 0)."""
+    shrunk toward 1 by prior_trust); one that ranks against the data is switched off (b = 0, and its
+    trust-weighted scale with it)."""
     truth = FeatureQuadratic(problem.space, problem.optimum)
 
     class Scaled:
@@ -321,7 +322,8 @@ def test_guided_learns_the_scale_of_its_prior(problem, scale, expect):
         sxx, lam = float(((p - p.mean()) ** 2).sum()), opt.settings.prior_trust * opt._prior_spread()
         assert opt.prior_scale == pytest.approx((sxx / scale + lam) / (sxx + lam), rel=1e-6)
     assert lo <= opt.prior_scale <= hi
-    fixed = make("guided", problem.space, seed=0, cost_model=Scaled(), prior_trust=float("inf"), **FAST["guided"])
+    fixed = make("guided", problem.space, seed=0, cost_model=Scaled(), prior_trust=float("inf"), trust=False,
+                 **FAST["guided"])
     fixed.tell(stims, [Outcome(float(c)) for c in truth.predict(feats)[0]])
     fixed._model()
     assert fixed.prior_scale == 1.0

@@ -1,0 +1,139 @@
+"""What the surrogate optimizers share: a model they may or may not have, and a trust in it.
+
+:class:`TrustedModel` is mixed into ``guided``, ``gradient`` and ``egreedy``. It keeps
+
+* whether a cost model was given at all (``has_model``): without one the optimizer says so once
+  (a warning) and reports ``trust = None`` instead of silently running on a flat prior under the
+  same name;
+* the model's predicted cost at every told stimulus (the model is fixed, so each is computed once);
+* the :class:`~bfm_stim.optim.trust.TrustState` after the trials so far
+  (:func:`~bfm_stim.optim.trust.assess_trust`);
+* a fallback :class:`~bfm_stim.optim.bo.BayesOpt` on the same observations, which proposes and
+  recommends when the trials have turned against the model (``gradient``, ``egreedy``; ``guided``
+  is BO already and fades its prior mean instead).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from bfm_stim._logging import get_logger
+from bfm_stim.optim.bo import BayesOpt, BOSettings
+from bfm_stim.optim.surrogate_cost import predict_mean
+from bfm_stim.optim.trust import TrustState, assess_trust, trust_message
+
+__all__ = ["TrustedModel", "FALLBACK_BO"]
+
+log = get_logger("optim")
+
+#: Settings of the fallback BO (``bo``'s defaults, leaner acquisition as the benchmark runs ``bo``).
+FALLBACK_BO = dict(num_restarts=2, raw_samples=64, mc_samples=32, maxiter=30)
+
+
+class TrustedModel:
+    """Mixin: model bookkeeping and online trust for a surrogate optimizer (see module docs).
+
+    The host class has ``cost_model``, ``space``, ``settings`` (with ``trust``, ``trust_prior``,
+    ``trust_slope_sd``, ``seed``, ``side_effect_threshold``), ``_obs`` and ``_pending``; it calls
+    :meth:`_init_model` before ``Optimizer.__init__`` and :meth:`_reset_trust` from ``_setup``.
+    """
+
+    cost_model: Any
+    has_model: bool
+    _obs: list[Any]
+    _pending: list[Any]
+
+    def _init_model(self, cost_model: Any) -> None:
+        from bfm_stim.optim.surrogate_cost import ConstantCost
+
+        self.has_model = cost_model is not None
+        self.cost_model = ConstantCost() if cost_model is None else cost_model
+        if not self.has_model:
+            log.warning("%s: no cost model was given, so there is no surrogate: it runs on a flat prior "
+                        "(outcome correction / BO alone) and reports trust = none. Pass cost_model= "
+                        "(e.g. bfm_stim.optim.cost_model_from_rest) to use the foundation model.",
+                        getattr(self, "name", type(self).__name__))
+
+    def _reset_trust(self) -> None:
+        self._pred: list[float] = []
+        self._fallback: BayesOpt | None = None
+        self._trust_cache: tuple[int, TrustState | None] | None = None
+        self._warned_n = -1
+
+    # --- predictions and trust ----------------------------------------------------------------
+    def model_predictions(self) -> np.ndarray:
+        """(n_told,) the (uncorrected) model's predicted cost at each told stimulus."""
+        n = len(self._obs)
+        if len(self._pred) != n:  # all of them in one batch: a restored optimizer computes the same numbers
+            stims = [s for s, _, _ in self._obs]
+            with torch.no_grad():
+                m = predict_mean(self.cost_model, self.space.to_features(stims, dtype=torch.float64)) if stims else None
+            self._pred = [] if m is None else [float(v) for v in m.detach().reshape(-1)]
+        return np.asarray(self._pred, dtype=float)
+
+    @property
+    def trust_state(self) -> TrustState | None:
+        """The trust after the trials told so far (``None`` without a cost model)."""
+        n = len(self._obs)
+        if self._trust_cache is not None and self._trust_cache[0] == n:
+            return self._trust_cache[1]
+        state = None
+        if self.has_model:
+            st = self.settings
+            y = np.asarray([o.cost for _, o, _ in self._obs], dtype=float)
+            state = assess_trust(self.model_predictions(), y, prior=st.trust_prior, slope_sd=st.trust_slope_sd,
+                                 enabled=st.trust)
+            msg = trust_message(state, enabled=st.trust)
+            if msg and self._warned_n < 0:  # said once, when the evidence first turns
+                self._warned_n = n
+                log.warning("%s: %s", getattr(self, "name", type(self).__name__), msg)
+        self._trust_cache = (n, state)
+        return state
+
+    @property
+    def trust(self) -> float | None:
+        """``P(the model ranks this patient's stimuli | trials)`` (``None`` without a model)."""
+        s = self.trust_state
+        return None if s is None else s.trust
+
+    @property
+    def model_weight(self) -> float:
+        """The model's share in the proposals, in [0, 1] (1 without trust; 0 without a model)."""
+        s = self.trust_state
+        return 0.0 if s is None else s.weight
+
+    @property
+    def model_leads(self) -> bool:
+        """Whether the model leads the next proposal (without a model the host's own rule runs)."""
+        s = self.trust_state
+        return True if s is None else s.leads
+
+    def _trust_tag(self) -> dict[str, Any]:
+        s = self.trust_state
+        return {"trust": None if s is None else s.trust, "weight": None if s is None else s.weight}
+
+    # --- the fallback BO ----------------------------------------------------------------------
+    def _bo(self) -> BayesOpt:
+        """The fallback BO, sharing this optimizer's observations and pending proposals."""
+        if self._fallback is None:
+            st = self.settings
+            self._fallback = BayesOpt(self.space, BOSettings(seed=st.seed, side_effect_threshold=st.side_effect_threshold,
+                                                             **FALLBACK_BO))
+        bo = self._fallback
+        bo._obs = self._obs  # the same list: no copy to keep in sync
+        bo._pending = self._pending
+        return bo
+
+    def _bo_propose(self, n: int) -> tuple[torch.Tensor, list[Any]]:
+        U, tags = self._bo()._propose(n)
+        return U, [{**(t if isinstance(t, dict) else {}), "led_by": "bo", **self._trust_tag()} for t in tags]
+
+    def _trust_impl_state(self) -> dict[str, Any]:
+        return {} if self._fallback is None else {"fallback_bo": self._fallback._impl_state()}
+
+    def _load_trust_impl_state(self, state: Mapping[str, Any]) -> None:
+        if "fallback_bo" in state:
+            self._bo()._load_impl_state(state["fallback_bo"])
