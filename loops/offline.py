@@ -4,7 +4,11 @@
 runs ``budget`` real trials on the simulated patient, each stimulus passing ``space.check`` before it is
 simulated; ``--surrogate-only --recording rec.fif`` optimizes against the patient's surrogate alone (no
 trials). Writes the protocol JSON (top safe stimuli with predicted and, where measured, observed cost and
-uncertainty; settings, patient, seed, objective, the full trial log) and a PNG beside it.
+uncertainty; settings, patient, seed, objective, the full trial log) and a PNG beside it. With a surrogate
+method (``guided``, ``gradient``, ``egreedy``) every trial carries the model's trust after it
+(:func:`loops.model_trust.trial_fields`), the JSON a ``trust`` block (whether there was a model, the
+final trust, its reason and message) and the PNG the trust over trials; the one-line message goes to
+``on_trust_message`` the first time the trials contradict the model.
 
 Targets: ``healthy`` (the patient's own healthy-regime twin), ``recording:PATH[:TMIN:TMAX]`` (a segment,
 s), ``latent:PATH.npy`` (a latent vector), ``bandpower:LO-HI`` (minimize that band's power, Hz, on the
@@ -35,6 +39,7 @@ from bfm_stim.objectives import BandPowerObjective as ForecastBandPower, EnergyP
 from bfm_stim.optim import Outcome, SurrogateCost, make, registry, settings_from_dict
 from bfm_stim.space import Stimulus, StimulusSpace
 from loops.config_files import CONFIG_DIR, bundled_config, config_path
+from loops.model_trust import TrustNotice, draw_trust, model_manifest, trial_fields, trust_summary
 from simulators.oracle import SETTLE_S  # s discarded after onset before scoring (0: the stimulation window)
 
 log = get_logger("loops.offline")
@@ -229,7 +234,8 @@ def run_offline(patient: str = "bg-beta-v0", seed: int = 7, target: str = "healt
                 recording: str | Path | None = None, checkpoint: str | Path | None | bool = None,
                 config: str | Path | None = None, top: int = 5, progress: bool = True,
                 space: str | Path | None = None, scale: float | None = None,
-                channel_files: tuple[str | Path, ...] = (), montage: str | None = None) -> dict[str, Any]:
+                channel_files: tuple[str | Path, ...] = (), montage: str | None = None,
+                on_trust_message: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Optimize a stimulation protocol; write ``out`` (JSON) and ``out`` with ``.png``.
 
     Args:
@@ -255,6 +261,8 @@ def run_offline(patient: str = "bg-beta-v0", seed: int = 7, target: str = "healt
             safety limits of the bundled ``space-dbs``; a recording without any is refused.
         scale, channel_files, montage: With ``surrogate_only``: how to read the recording
             (:func:`loops.recording_input.prepare_recording`).
+        on_trust_message: Called once with the one-line message when the trials first contradict the
+            surrogate method's model (default: logged as a warning); the CLI prints it.
 
     Returns:
         The protocol dict written to ``out`` (``top``, ``trials``, ``settings`` ...).
@@ -285,6 +293,7 @@ def run_offline(patient: str = "bg-beta-v0", seed: int = 7, target: str = "healt
     hooks = {"cost_model": cost} if optimizer in SURROGATE_OPTIMIZERS else {}
     opt = make(optimizer, space, settings=table, **hooks)
     trials: list[dict[str, Any]] = []
+    notice = TrustNotice()
     from tqdm.auto import tqdm
 
     for i in tqdm(range(budget), desc=f"{optimizer} trials", disable=not progress):
@@ -298,12 +307,16 @@ def run_offline(patient: str = "bg-beta-v0", seed: int = 7, target: str = "healt
         (m, sd), = predicted(cost, space, [stim])
         trials.append({"trial": i, "stimulus": stim.to_dict(), "cost": outcome.cost,
                        "side_effect": outcome.side_effect, "predicted_cost": m, "predicted_std": sd,
-                       "measured": not surrogate_only})
+                       "measured": not surrogate_only, **trial_fields(opt, stim)})
+        msg = notice.check(opt, i)
+        if msg is not None:
+            (on_trust_message or (lambda text: log.warning("after %d trials: %s", i + 1, text)))(msg)
     result = {
         "patient": None if surrogate_only else patient, "seed": seed, "recording": str(recording) if recording else None,
         "target": target, "objective": tgt.description, "optimizer": optimizer, "settings": opt.settings.to_dict(),
         "budget": budget, "surrogate": str(ckpt) if sur is not None else None, "surrogate_only": surrogate_only,
         "space": space.to_dict(), "top": _top(opt, cost, space, trials, top, surrogate_only), "trials": trials,
+        "trust": _trust_block(opt, ckpt if sur is not None else None, trials),
     }
     if surrogate_only:
         result["recording_input"] = rec_info
@@ -316,6 +329,18 @@ def run_offline(patient: str = "bg-beta-v0", seed: int = 7, target: str = "healt
     result["figure"] = str(plot_protocol(result, out.with_suffix(".png")))
     out.write_text(json.dumps(result, indent=1, default=float))
     return result
+
+
+def _trust_block(opt: Any, ckpt: Path | None, trials: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The surrogate method's model and trust at the end (``None`` for optimizers without a model)."""
+    if not hasattr(opt, "has_model"):
+        return None
+    block = model_manifest(opt, None if ckpt is None else {"path": repo_path(ckpt), "sha256_16": file_digest(ckpt)})
+    end = trust_summary(trials)
+    if end is None:
+        end = {"trust": None, "reason": "no cost model, so no trust was measured" if not opt.has_model else None,
+               "message": None}
+    return {**block, **end}
 
 
 def _recorded_patient(recording: str | Path | None, ckpt: Path | None, config: str | Path | None, *,
@@ -448,7 +473,8 @@ def _top(opt: Any, cost: Any, space: StimulusSpace, trials: list[dict], n: int, 
 
 
 def plot_protocol(result: dict, path: Path) -> Path:
-    """Cost per trial with best-so-far, and amplitude vs frequency coloured by cost, per contact."""
+    """Cost per trial with best-so-far, the surrogate method's trust in its model per trial (when it has one),
+    and amplitude vs frequency coloured by cost, per contact."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -457,14 +483,20 @@ def plot_protocol(result: dict, path: Path) -> Path:
     trials = result["trials"]
     cost = np.array([t["cost"] for t in trials])
     contacts = sorted({t["stimulus"].get("contact") or t["stimulus"].get("modality") or "-" for t in trials})
-    fig, axes = plt.subplots(1, 1 + len(contacts), figsize=(4 * (1 + len(contacts)), 3.5), squeeze=False)
+    n_trust = int(any(t.get("trust") is not None for t in trials))
+    n = 1 + n_trust + len(contacts)
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.5), squeeze=False)
     ax = axes[0, 0]
     ax.plot(np.arange(1, len(cost) + 1), cost, "o", ms=3, label="trial")
     ax.plot(np.arange(1, len(cost) + 1), np.minimum.accumulate(cost), "-", label="best so far")
     ax.set(xlabel="trial", ylabel="cost", title=f"{result['optimizer']} - {result['target']}")
     ax.legend(fontsize=7)
+    if n_trust:  # trials counted from 1, as in the cost panel
+        draw_trust(axes[0, 1], [{**t, "trial": t["trial"] + 1} for t in trials])
+        axes[0, 1].set_title("trust in the model")
+        axes[0, 1].legend(fontsize=6, loc="best")
     vmin, vmax = float(cost.min()), float(cost.max())
-    for ax, c in zip(axes[0, 1:], contacts):
+    for ax, c in zip(axes[0, 1 + n_trust:], contacts):
         sel = [t for t in trials if (t["stimulus"].get("contact") or t["stimulus"].get("modality") or "-") == c]
         x = [t["stimulus"].get("frequency_hz", 0.0) for t in sel]
         y = [t["stimulus"].get("amplitude_ma", t["stimulus"].get("level", 0.0)) for t in sel]

@@ -29,6 +29,10 @@ __all__ = ["TrustedModel", "FALLBACK_BO"]
 
 log = get_logger("optim")
 
+#: The model's last this many own picks are checked against the trials (:meth:`TrustedModel.picks_deliver`).
+PICK_WINDOW = 3
+#: While its picks do not deliver, the model gets one probe pick after this many BO-led trials.
+PROBE_EVERY = 5
 #: Settings of the fallback BO (``bo``'s defaults, leaner acquisition as the benchmark runs ``bo``).
 FALLBACK_BO = dict(num_restarts=2, raw_samples=64, mc_samples=32, maxiter=30)
 
@@ -62,6 +66,7 @@ class TrustedModel:
         self._fallback: BayesOpt | None = None
         self._trust_cache: tuple[int, TrustState | None] | None = None
         self._warned_n = -1
+        self._warned_picks = False
 
     # --- predictions and trust ----------------------------------------------------------------
     def model_predictions(self) -> np.ndarray:
@@ -107,13 +112,61 @@ class TrustedModel:
 
     @property
     def model_leads(self) -> bool:
-        """Whether the model leads the next proposal (without a model the host's own rule runs)."""
+        """Whether the model leads the next proposal (without a model the host's own rule runs).
+
+        It leads while the trials do not contradict it (:attr:`TrustState.leads`) *and* its own picks
+        deliver (:meth:`picks_deliver`); once they have not, BO leads and the model is given one probe
+        pick after every :data:`PROBE_EVERY` BO-led trials, and leads again if that pick delivers.
+        """
         s = self.trust_state
-        return True if s is None else s.leads
+        if s is None:
+            return True
+        if not self.settings.trust:
+            return s.leads
+        if not s.leads:
+            return False
+        if self.picks_deliver():
+            return True
+        if not self._warned_picks:
+            self._warned_picks = True
+            log.warning("%s: the model's last %d picks did no better than the trials' worse two thirds: BO leads "
+                        "(the model gets a probe pick every %d trials); its optimum is not this patient's",
+                        getattr(self, "name", type(self).__name__), PICK_WINDOW, PROBE_EVERY)
+        return self._since_model_pick() >= PROBE_EVERY  # a probe
+
+    def _model_picked(self) -> list[int]:
+        """Indices of the told trials that were the model's own picks (not fills, explorations, Sobol or BO)."""
+        out = []
+        for i, (_, _, t) in enumerate(self._obs):
+            if isinstance(t, dict) and t.get("led_by") == "model" and "pred" in t and not t.get("explore"):
+                out.append(i)
+        return out
+
+    def _since_model_pick(self) -> int:
+        idx = self._model_picked()
+        return len(self._obs) - 1 - idx[-1] if idx else len(self._obs)
+
+    def picks_deliver(self) -> bool:
+        """Whether the model's own picks deliver: one of its last :data:`PICK_WINDOW` picks measured among
+        the best third of all trials so far (true until it has made that many picks and 6 trials exist).
+
+        The regression behind the trust judges the model's ranking over every trial; a model can get a
+        trend right (more charge, less beta) and its optimum wrong, and then the optimizers that go to
+        its optimum (``gradient``, ``egreedy``) keep delivering bad stimuli. A clinician stops following
+        a recommendation that has not worked three times in a row; so does this rule.
+        """
+        idx = self._model_picked()
+        if len(idx) < PICK_WINDOW or len(self._obs) < 6:
+            return True
+        costs = np.asarray([o.cost for _, o, _ in self._obs], dtype=float)
+        return bool(costs[idx[-PICK_WINDOW:]].min() <= np.quantile(costs, 1.0 / 3.0))
 
     def _trust_tag(self) -> dict[str, Any]:
         s = self.trust_state
-        return {"trust": None if s is None else s.trust, "weight": None if s is None else s.weight}
+        tag: dict[str, Any] = {"trust": None if s is None else s.trust, "weight": None if s is None else s.weight}
+        if s is not None and self.settings.trust and s.leads and not self.picks_deliver():
+            tag["picks_deliver"] = False
+        return tag
 
     # --- the fallback BO ----------------------------------------------------------------------
     def _bo(self) -> BayesOpt:

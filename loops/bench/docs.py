@@ -26,6 +26,7 @@ from loops.bench.docs_format import (
     shipped_digest, table, target_rows, trials,
 )
 from loops.bench.docs_model import DECODE_LABELS, SECTIONS as MODEL_SECTIONS, surrogate_targets
+from loops.bench.docs_robust import SECTIONS as ROBUST_SECTIONS
 from loops.bench.docs_optim import (
     HARNESS_LABELS, RANKING_LABELS, SECTIONS as OPTIM_SECTIONS, SESSION_LABELS, fastest, latency_rows, simulator_rows,
 )
@@ -37,13 +38,13 @@ PAGE = REPO / "docs" / "results.md"
 README = REPO / "README.md"
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 REGEN = "python -m loops.bench.docs"
-ORDER = ("optimizers-latent", "optimizers-bandpower", "ranking", "surrogate", "adaptation", "diagnostics", "ablation",
-         "decoding", "real", "session", "adaptive", "latency", "simulator", "optimizers-preset")
+ORDER = ("optimizers-latent", "optimizers-bandpower", "robust", "ranking", "surrogate", "adaptation", "diagnostics", "ablation",
+         "decoding", "real", "session", "adaptive", "fidelity", "latency", "simulator", "optimizers-preset")
 
 
 def sections() -> list[Section]:
     """Every section of the page, in page order."""
-    by = {s.anchor: s for s in (*OPTIM_SECTIONS, *MODEL_SECTIONS)}
+    by = {s.anchor: s for s in (*OPTIM_SECTIONS, *MODEL_SECTIONS, *ROBUST_SECTIONS)}
     return [by[a] for a in ORDER]
 
 
@@ -111,6 +112,30 @@ def readme_table(bench_dir: str | Path | None = None, *, link: str = "docs/resul
 
 
 # ------------------------------------------------------------------------------------ the summary
+def _robust_advice(d: dict[str, Any]) -> str:
+    """What the robustness benchmark means for a user whose patient is unlike the simulators."""
+    summ = d["summary"]
+    mis = [s for s in summ if not s.startswith("home")]
+    parts = []
+    for s in mis:
+        per = summ[s]
+        bo = per.get("bo", {}).get("final_regret_median")
+        best = min((o for o in per if not o.endswith("notrust")),
+                   key=lambda o: (per[o].get("final_regret_median") if per[o].get("final_regret_median") is not None
+                                  else 9.0))
+        blind = {o: per[o]["final_regret_median"] for o in per if o.endswith("notrust")}
+        parts.append(f"{s}: final regret `bo` {num(bo)}, `guided` {num(per.get('guided', {}).get('final_regret_median'))}, "
+                     f"`gradient` {num(per.get('gradient', {}).get('final_regret_median'))} (without trust: "
+                     + ", ".join(f"`{k.removesuffix('_notrust')}` {num(v)}" for k, v in blind.items()) + f"); best `{best}`")
+    det = d["targets"].get("detection_misspecified_fell_within_6_ge_0.8", {}).get("measured", {}).get("fraction")
+    return ("**Patients unlike the simulators** (every real patient): the surrogate methods measure their trust in the "
+            "model from the trials and fall back to constraint-aware BO when the trials contradict it "
+            f"(trust < 0.25 within 6 trials in {pct(det)} of misspecified runs). " + "; ".join(parts)
+            + ". When a run says *the model does not know this patient*, keep going (the optimizer already "
+            "proposes as BO) or switch to `bo`; adapting the model to the patient (`bfm-stim adapt`) is the way to "
+            "make it useful. [Details](#robust).")
+
+
 def _summary(b: Bench) -> str:
     items: list[str] = []
     if b.has("benchmark"):
@@ -131,6 +156,8 @@ def _summary(b: Bench) -> str:
             f"effects of all ({num(s[se]['side_effect_trials_total'], 0)})."
             + (" The differences in trials are within what this cohort resolves." if tests and not resolved else "")
             + f" {advice} [Details](#optimizers-latent).")
+    if b.has("robust"):
+        items.append(_robust_advice(b["robust"]))
     if b.has("benchmark_bandpower"):
         s = b["benchmark_bandpower"]["summary"]
         if "guided" in s and "bo" in s:

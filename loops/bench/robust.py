@@ -267,3 +267,39 @@ def table(result: dict[str, Any]) -> str:
                          f"{_fmt(v['s_per_ask_median']):>10s}")
     return "\n".join(lines) + "\n" + "\n".join(f"{k}: met={v['met']}" for k, v in result["targets"].items())
 
+
+
+def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from several runs of this benchmark (settings run separately, e.g. with different
+    optimizer subsets): summaries side by side, targets recomputed, scales and wall times kept per part."""
+    summ: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
+    for p in parts:
+        for k, v in p["summary"].items():
+            summ.setdefault(k, {}).update(v)
+        settings.update(p.get("settings", {}))
+    return {"settings": settings, "summary": summ, "targets": robust_targets(summ),
+            "scale": parts[0].get("scale", {}) if len(parts) == 1 else {"parts": [p.get("scale", {}) for p in parts]},
+            "wall_s": sum(p.get("wall_s", 0.0) for p in parts), "note": parts[0].get("note", "")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m loops.bench.robust --merge A.json B.json --json OUT``: merge separately run parts."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="python -m loops.bench.robust")
+    ap.add_argument("--merge", nargs="+", required=True, help="result JSON files of `bfm-stim bench robust`")
+    ap.add_argument("--json", required=True, help="the merged result")
+    ap.add_argument("--note", default="", help="appended to the result's note")
+    a = ap.parse_args(argv)
+    out = merge([json.loads(Path(p).read_text()) for p in a.merge])
+    if a.note:
+        out["note"] = (out.get("note", "") + " " + a.note).strip()
+    Path(a.json).write_text(json.dumps(out, indent=1, default=float) + "\n")
+    print(table(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

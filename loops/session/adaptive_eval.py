@@ -350,7 +350,7 @@ def _objective(rows: list[dict[str, Any]], target: float, penalty: float) -> flo
 def tune(train_seeds: Sequence[int], base: ControllerConfig | None = None, *,
          modes: Sequence[str] = PARAMETERIZATIONS, duration_s: float = 60.0, rest_s: float = 20.0, window_s: float = 0.5,
          generations: int = 10, popsize: int = 8, sigma0: float = 0.3, seed: int = 0, target: float = 0.92,
-         penalty: float = 5.0, history: list[dict[str, Any]] | None = None) -> ControllerConfig:
+         penalty: float = 5.0, history: list[dict[str, Any]] | None = None, patient_id: str = PATIENT_ID) -> ControllerConfig:
     """Tune the controller's gains on training patients with CMA-ES; returns the best config.
 
     Objective (minimized, mean over patients): charge fraction of open loop's
@@ -374,7 +374,7 @@ def tune(train_seeds: Sequence[int], base: ControllerConfig | None = None, *,
         raise ValidationError("train_seeds", bad or list(train_seeds),
                               "a non-empty list of seeds outside the 'eval' cohort (see train_seeds(n))")
     base = base or ControllerConfig()
-    setups = [_setup(s, base, duration_s, rest_s, window_s) for s in train_seeds]
+    setups = [_setup(s, base, duration_s, rest_s, window_s, patient_id) for s in train_seeds]
     ols = [_simulate(s, base, "open_loop", duration_s, rest_s, window_s=window_s) for s in setups]
     best: tuple[float, ControllerConfig] | None = None
     for mode in modes:
@@ -409,7 +409,7 @@ def tune(train_seeds: Sequence[int], base: ControllerConfig | None = None, *,
 def ceiling(seeds: Sequence[int], cfg: ControllerConfig, duration_s: float = 60.0, *, rest_s: float = 20.0,
             window_s: float = 0.5, quantiles: Sequence[float] = (0.5, 0.7), lookahead: Sequence[int] = (0, 1, 2),
             duties: Sequence[tuple[float, float]] = ((0.2, 0.2), (0.3, 0.1), (0.1, 0.1), (0.5, 0.5)),
-            amplitudes: Sequence[float] = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5)) -> dict[str, Any]:
+            amplitudes: Sequence[float] = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5), patient_id: str = PATIENT_ID) -> dict[str, Any]:
     """What any controller could reach on this simulator, per patient.
 
     * ``oracle``: stimulate a block when the off run's (same noise) beta power in that block or
@@ -424,7 +424,7 @@ def ceiling(seeds: Sequence[int], cfg: ControllerConfig, duration_s: float = 60.
     """
     rows = []
     for seed in seeds:
-        s = _setup(seed, cfg, duration_s, rest_s, window_s)
+        s = _setup(seed, cfg, duration_s, rest_s, window_s, patient_id)
         ol = _simulate(s, cfg, "open_loop", duration_s, rest_s, window_s=window_s)
         row: dict[str, Any] = {"seed": seed, "contact": s.contact, "open_loop": _summary(s, ol, ol), "oracle": {},
                                "duty": {}, "amplitude": {}}
@@ -531,6 +531,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m loops.session.adaptive_eval", description=__doc__.splitlines()[0])
     ap.add_argument("--config", help="TOML with a [continuous] table: the fixed settings and starting gains "
                     "(default: ControllerConfig's defaults)")
+    ap.add_argument("--patient", default=PATIENT_ID, help="registered bg-beta id (default %(default)s; "
+                    "bg-beta-v1 has physiological beta bursts)")
     ap.add_argument("--n-eval", type=int, default=8)
     ap.add_argument("--n-train", type=int, default=4)
     ap.add_argument("--duration", type=float, default=60.0, help="evaluation run per patient and mode, s")
@@ -553,7 +555,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not a.no_tune:
         hist: list[dict[str, Any]] = []
         tr = train_seeds(a.n_train)
-        cfg = tune(tr, base, duration_s=a.tune_duration, generations=a.generations, popsize=a.popsize, history=hist)
+        cfg = tune(tr, base, duration_s=a.tune_duration, generations=a.generations, popsize=a.popsize, history=hist,
+                   patient_id=a.patient)
         best = min(hist, key=lambda h: h["objective"])
         out["tuning"] = {"train_seeds": tr, "duration_s": a.tune_duration, "generations": a.generations,
                          "popsize": a.popsize, "evaluations": len(hist), "best_objective": best["objective"],
@@ -561,13 +564,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                            for m in {h["mode"] for h in hist}},
                          "wall_s": round(time.perf_counter() - t0, 1)}
     out["tuned_config"] = cfg.to_dict()
-    out["evaluation"] = ev = evaluate(eval_seeds, cfg, a.duration)
+    out["patient_id"] = a.patient
+    out["evaluation"] = ev = evaluate(eval_seeds, cfg, a.duration, patient_id=a.patient)
     for r in ev["patients"]:
         log.info(_fmt(r))
     log.info("median: %s; target met on %d of %d", ev["median"], ev["target_met"], ev["n_patients"])
-    out["evaluation_default"] = evaluate(eval_seeds, base, a.duration, matched_charge=False)
+    out["evaluation_default"] = evaluate(eval_seeds, base, a.duration, matched_charge=False, patient_id=a.patient)
     if not a.no_ceiling:
-        out["ceiling"] = ceiling(eval_seeds, base, a.duration)
+        out["ceiling"] = ceiling(eval_seeds, base, a.duration, patient_id=a.patient)
         log.info("ceiling medians: %s", out["ceiling"]["median"])
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     if a.json:

@@ -133,3 +133,54 @@ def test_restore_with_fallback_bo_proposes_identically(problem, tmp_path):
     again = load(path, cost_model=wrong)
     assert again.trust == pytest.approx(opt.trust)
     assert again.ask(1) == opt.ask(1)
+
+
+class _MoreIsBetter:
+    """Right about a trend (more amplitude, lower cost, on the right contact), wrong about the optimum (the maximum)."""
+
+    def __init__(self, space, contact_z):
+        self.i = FEATURE_NAMES.index("amplitude")
+        self.z = FEATURE_NAMES.index("contact_z")
+        self.cz = contact_z
+
+    def predict(self, F):
+        return -F[:, self.i] + 5.0 * (F[:, self.z] - self.cz) ** 2, 0.1 + 0 * F[:, 0]
+
+
+def test_picks_that_do_not_deliver_hand_the_lead_to_bo_with_probes(problem):
+    from bfm_stim.optim.trusted import PICK_WINDOW, PROBE_EVERY
+
+    best = problem.space.to_features([problem.optimum], dtype=torch.float64)[0, FEATURE_NAMES.index("contact_z")]
+    opt = make("gradient", problem.space, seed=0, cost_model=_MoreIsBetter(problem.space, float(best)),
+               **FAST["gradient"])
+    led = []
+    for t in range(14):
+        s = opt.ask(1)[0]
+        led.append(opt._pending[-1][1].get("led_by"))
+        opt.tell([s], [problem(s, noise_std=0.01, rng=np.random.default_rng(t))])
+    # its first picks went to the highest amplitudes, far above the optimum: BO took over
+    assert "bo" in led
+    first_bo = led.index("bo")
+    assert first_bo >= PICK_WINDOW
+    # and the model got a probe after PROBE_EVERY BO-led trials unless its trust itself fell
+    later = led[first_bo:first_bo + PROBE_EVERY + 1]
+    assert later[:PROBE_EVERY] == ["bo"] * PROBE_EVERY or opt.trust < 0.25
+
+
+def test_cost_model_from_rest_checks_its_input(problem):
+    from bfm_stim.optim import cost_model_from_rest
+
+    rest = np.random.default_rng(0).normal(0, 5, (4, 12_000))
+    pos = np.zeros((4, 3))
+    with pytest.raises(ValidationError, match="rest"):
+        cost_model_from_rest(rest[:, :2000], fs=1000.0, positions=pos, space=problem.space)
+    with pytest.raises(ValidationError, match="positions"):
+        cost_model_from_rest(rest, fs=1000.0, positions=pos[:3], space=problem.space)
+    with pytest.raises(ValidationError, match="target"):
+        cost_model_from_rest(rest, fs=1000.0, positions=pos, space=problem.space, target="bandpower:30-13")
+    with pytest.raises(ValidationError, match="channels"):
+        cost_model_from_rest(rest, fs=1000.0, positions=pos, space=problem.space, channels=[7])
+    bad = rest.copy()
+    bad[0, 5] = np.nan
+    with pytest.raises(ValidationError, match="rest"):
+        cost_model_from_rest(bad, fs=1000.0, positions=pos, space=problem.space)
