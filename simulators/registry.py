@@ -128,8 +128,8 @@ def _register_builtins() -> None:
 
     from simulators.hopf_net.patient import HopfNet  # the held-out family: never in a pretraining corpus
 
-    register("hopf-net-v0", HopfNet, HopfNet.description + " (held out)", held_out=True)
-    register("hopf-net-healthy-v0", HopfNet, "Stuart–Landau whole-brain network, healthy regime (reference; held out)",
+    register("hopf-net-v0", HopfNet, HopfNet.description, held_out=True)
+    register("hopf-net-healthy-v0", HopfNet, "Stuart–Landau whole-brain network, healthy regime (reference)",
              held_out=True, regime="healthy")
 
     from simulators.epileptor.patient import Epileptor
@@ -143,6 +143,12 @@ def _register_builtins() -> None:
     register("wilson-cowan-v0", WilsonCowan, WilsonCowan.description + " (gamma focus)")
     register("wilson-cowan-healthy-v0", WilsonCowan, "Wilson–Cowan cortical sheet, healthy regime (reference)",
              regime="healthy")
+
+    from simulators.wendling.patient import Wendling
+
+    register("wendling-v0", Wendling, Wendling.description + " (irritative zone)")
+    register("wendling-healthy-v0", Wendling, "Wendling hippocampal network, every population at normal dendritic "
+             "inhibition (reference)", regime="healthy")
 
 
 _register_builtins()
