@@ -36,8 +36,11 @@ def _write_json(path: str, payload: dict) -> None:
 def _cmd_patients(args: argparse.Namespace) -> int:
     import simulators
 
+    from simulators.registry import is_held_out
+
     for pid, desc in simulators.list_patients():
-        print(f"{pid:16s} {desc}")
+        mark = " [held out of pretraining: the out-of-distribution test bed]" if is_held_out(pid) else ""
+        print(f"{pid:24s} {desc}{mark}")
     return 0
 
 
@@ -188,11 +191,16 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
         patient=args.patient, seed=args.seed, target=args.target, optimizer=args.optimizer, budget=args.budget,
         out=args.out, surrogate_only=args.surrogate_only, recording=args.recording, checkpoint=args.checkpoint,
         config=args.config, space=args.space, scale=args.scale, channel_files=tuple(args.channel_files or ()),
-        montage=args.montage,
+        montage=args.montage, on_trust_message=lambda msg: print(msg, flush=True),
     )
     best = result.get("protocol", result.get("top", []))
     if result.get("ranking"):  # surrogate-only: whether the surrogate can tell the candidates apart
         print(result["ranking"]["message"])
+    trust = result.get("trust") or {}
+    if trust.get("trust") is not None:  # a surrogate method with a model: how far its model was trusted
+        from loops.model_trust import trust_text
+
+        print(f"model trust at the end: {trust_text(trust['trust'], trust.get('model_weight'))}: {trust['reason']}")
     print(json.dumps(best[:3] if isinstance(best, list) else best, indent=1, default=str))
     print(f"wrote {args.out}")
     return 0

@@ -307,8 +307,8 @@ def run_offline(patient: str = "bg-beta-v0", seed: int = 7, target: str = "healt
         (m, sd), = predicted(cost, space, [stim])
         trials.append({"trial": i, "stimulus": stim.to_dict(), "cost": outcome.cost,
                        "side_effect": outcome.side_effect, "predicted_cost": m, "predicted_std": sd,
-                       "measured": not surrogate_only, **trial_fields(opt, stim)})
-        msg = notice.check(opt, i)
+                       "measured": not surrogate_only, **_trial_trust(opt, stim, surrogate_only)})
+        msg = None if surrogate_only else notice.check(opt, i)
         if msg is not None:
             (on_trust_message or (lambda text: log.warning("after %d trials: %s", i + 1, text)))(msg)
     result = {
@@ -316,7 +316,7 @@ def run_offline(patient: str = "bg-beta-v0", seed: int = 7, target: str = "healt
         "target": target, "objective": tgt.description, "optimizer": optimizer, "settings": opt.settings.to_dict(),
         "budget": budget, "surrogate": str(ckpt) if sur is not None else None, "surrogate_only": surrogate_only,
         "space": space.to_dict(), "top": _top(opt, cost, space, trials, top, surrogate_only), "trials": trials,
-        "trust": _trust_block(opt, ckpt if sur is not None else None, trials),
+        "trust": _trust_block(opt, ckpt if sur is not None else None, trials, surrogate_only),
     }
     if surrogate_only:
         result["recording_input"] = rec_info
@@ -331,15 +331,27 @@ def run_offline(patient: str = "bg-beta-v0", seed: int = 7, target: str = "healt
     return result
 
 
-def _trust_block(opt: Any, ckpt: Path | None, trials: list[dict[str, Any]]) -> dict[str, Any] | None:
+_VIRTUAL = "surrogate-only: no trial was measured, so the model was not checked against the patient"
+
+
+def _trial_trust(opt: Any, stim: Stimulus, virtual: bool) -> dict[str, Any]:
+    """The trust fields of a trial; a virtual trial (the model's own prediction) tells nothing of the model."""
+    out = trial_fields(opt, stim)
+    if virtual:
+        out = {**out, "trust": None, "model_weight": None, "trust_reason": None}
+        out.pop("trust_message", None)
+    return out
+
+
+def _trust_block(opt: Any, ckpt: Path | None, trials: list[dict[str, Any]], virtual: bool) -> dict[str, Any] | None:
     """The surrogate method's model and trust at the end (``None`` for optimizers without a model)."""
     if not hasattr(opt, "has_model"):
         return None
     block = model_manifest(opt, None if ckpt is None else {"path": repo_path(ckpt), "sha256_16": file_digest(ckpt)})
     end = trust_summary(trials)
     if end is None:
-        end = {"trust": None, "reason": "no cost model, so no trust was measured" if not opt.has_model else None,
-               "message": None}
+        reason = _VIRTUAL if virtual else "no cost model, so no trust was measured" if not opt.has_model else None
+        end = {"trust": None, "reason": reason, "message": None}
     return {**block, **end}
 
 

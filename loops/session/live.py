@@ -1,6 +1,8 @@
-"""The live terminal view of a session (``rich``): trial, stimulus, cost, best so far, stream health, ETA.
+"""The live terminal view of a session (``rich``): trial, stimulus, cost, best so far, the model's trust,
+stream health, ETA.
 
-Without a terminal (CI, a pipe, ``--no-live``) it logs one line per trial instead.
+Without a terminal (CI, a pipe, ``--no-live``) it logs one line per trial instead (and one on the
+model's trust per trial, for the surrogate methods).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import time
 from typing import Any
 
 from bfm_stim._logging import get_logger
+from loops.model_trust import trust_text
 
 __all__ = ["LiveView"]
 
@@ -41,7 +44,9 @@ class LiveView:
                                       "cost": None, "best": None, "best_stim": None, "stimulus": None,
                                       "fault": "", "faults": 0, "interrupted": 0, "rejected": 0, "dead_s": None,
                                       "rate": None, "age_s": None, "mode": "trials", "biomarker": None,
-                                      "amplitude_ma": None, "stage": "", "progress": None}
+                                      "amplitude_ma": None, "stage": "", "progress": None, "trust": None,
+                                      "model_weight": None, "led_by": None, "trust_reason": None,
+                                      "trust_message": None}
         self.title = title
         self.t0 = time.monotonic()
         self._live: Any = None
@@ -73,6 +78,15 @@ class LiveView:
             log.info("trial %d: %s -> cost %.4g (best %.4g)", k, _stim_text(stim), cost,
                      best if best is not None else float("nan"))
 
+    def trust_done(self, k: int, fields: dict[str, Any]) -> None:
+        """The model's trust after trial ``k`` (:func:`loops.model_trust.trial_fields`); the message stays shown
+        while the trials contradict the model."""
+        self.state.update({key: fields.get(key) for key in ("trust", "model_weight", "led_by", "trust_reason",
+                                                            "trust_message")})
+        if not self.enabled and fields.get("trust") is not None:
+            log.info("trial %d: model trust %s: %s", k, trust_text(fields["trust"], fields.get("model_weight"),
+                                                                   fields.get("led_by")), fields.get("trust_reason"))
+
     def eta_s(self) -> float | None:
         st = self.state
         if len(self._trial_times) < 2 or not st["budget"]:
@@ -89,6 +103,7 @@ class LiveView:
             self._live.update(self._render())
 
     def _render(self) -> Any:
+        from rich.markup import escape
         from rich.panel import Panel
         from rich.table import Table
 
@@ -106,6 +121,11 @@ class LiveView:
             t.add_row("stimulus", _stim_text(st["stimulus"]))
             t.add_row("cost", "-" if st["cost"] is None else f"{st['cost']:.4g}")
             t.add_row("best so far", "-" if st["best"] is None else f"{st['best']:.4g}  {_stim_text(st['best_stim'])}")
+            if st["trust"] is not None:
+                t.add_row("model trust", f"{trust_text(st['trust'], st['model_weight'], st['led_by'])}  "
+                                         f"{escape(st['trust_reason'] or '')}")
+            if st["trust_message"]:
+                t.add_row("", f"[yellow]{escape(st['trust_message'])}[/yellow]")
             if st["dead_s"] is not None:
                 t.add_row("dead time", f"{1000 * st['dead_s']:.1f} ms before the last command")
         else:

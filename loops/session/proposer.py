@@ -6,6 +6,10 @@ it, and logs its record when it runs, so ``trials.jsonl`` lists the operations i
 order the optimizer saw them and :func:`loops.session.store.replay` rebuilds the same optimizer
 from the log. A measured outcome is also logged at once, before it is queued (``measured``): a
 crash while the worker is still busy loses nothing, and ``--resume`` tells it.
+
+The ``outcome`` record also carries the surrogate methods' trust in their model after that trial
+(:func:`loops.model_trust.trial_fields`: ``trust``, ``model_weight``, ``led_by``, ``trust_reason``, and
+``trust_message`` while the trials contradict the model); ``on_told(trial, fields)`` hands them to the view.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from bfm_stim._logging import get_logger
 from bfm_stim.optim import Outcome
 from bfm_stim.space import Stimulus
+from loops.model_trust import trial_fields
 
 __all__ = ["Proposer"]
 
@@ -32,10 +37,12 @@ class Proposer:
         store: The session store (log and optimizer state).
         probes: Trials numbered ``<= probes`` are marked as probes (the optimizer's initial design).
         next_trial: Number of the first trial this run will ask for.
+        on_told: Called on the worker as ``on_told(trial, trust_fields)`` after each tell is logged.
     """
 
-    def __init__(self, opt: Any, store: Any, *, probes: int = 0, next_trial: int = 1) -> None:
-        self.opt, self.store, self.probes = opt, store, probes
+    def __init__(self, opt: Any, store: Any, *, probes: int = 0, next_trial: int = 1,
+                 on_told: Callable[[int, dict[str, Any]], None] | None = None) -> None:
+        self.opt, self.store, self.probes, self.on_told = opt, store, probes, on_told
         self._q: queue.Queue = queue.Queue()
         self._cv = threading.Condition()
         self._ready: dict[int, tuple[Stimulus, float]] = {}
@@ -76,8 +83,16 @@ class Proposer:
 
     def _do_tell(self, trial: int, stim: Stimulus, outcome: Outcome, fields: dict) -> None:
         self.opt.tell([stim], [outcome])
-        self.store.append("outcome", trial=trial, cost=outcome.cost, side_effect=outcome.side_effect, **fields)
+        try:
+            trust = trial_fields(self.opt, stim)
+        except Exception as e:  # noqa: BLE001 - the outcome record (an optimizer op) is written whatever happens
+            log.warning("trial %d: the model's trust could not be computed (%s: %s)", trial, type(e).__name__, e)
+            trust = {}
+        self.store.append("outcome", trial=trial, cost=outcome.cost, side_effect=outcome.side_effect, **fields,
+                          **trust)
         self.store.save_optimizer(self.opt)
+        if self.on_told is not None:
+            self.on_told(trial, trust)
 
     def _do_cancel(self, trial: int, stim: Stimulus, kind: str, reason: str, fields: dict) -> None:
         self.opt.cancel(stim)

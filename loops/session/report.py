@@ -7,7 +7,9 @@ also saved beside it): a header with the patient, device, target, optimizer, tri
 stimulus, the charge delivered and the loop's timings; the cost per trial, the latent trajectory
 against the target, spectra before and after, the stimulus parameters explored, the command and
 fault timeline, continuous-mode segments, and a table of trials. Figures the session has no data
-for are left out with a note.
+for are left out with a note. With a surrogate method (``guided``, ``gradient``, ``egreedy``) the
+model's trust is said too: a header card (the trust at the end and its reason), the one-line
+message when the trials contradicted the model, a trust-over-trials figure and a trust column.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 from bfm_stim._logging import get_logger
 from bfm_stim.exceptions import BfmStimError
 from bfm_stim.recording import VOLTAGE_TYPES
+from loops.model_trust import NONE, trust_summary, trust_text
 from loops.session import report_plots as plots
 from loops.session.fif import StreamData, Timeline, load_stream, read_meta
 from loops.session.store import CONTINUOUS, LOG, TrialView, read_log, trial_views
@@ -129,6 +132,8 @@ def session_summary(meta: Mapping[str, Any], records: Sequence[Mapping[str, Any]
         "ask_ms": float(np.median(asks) * 1e3) if asks.size else None,
         "wall_s": (max(ts) - min(ts)) if ts else None,
         "end": ends[-1].get("reason") if ends else "not ended (killed, or still running)",
+        "surrogate": dict(meta.get("surrogate") or {}),
+        "trust": trust_summary([r for r in records if r.get("type") == "outcome"]),
     }
 
 
@@ -282,6 +287,7 @@ def build_report(dir: Path) -> Path:  # noqa: A002
     speed = float(stream.spec.get("speed") or 1.0) if stream is not None else 1.0
     figures = [
         ("cost", "Cost per trial", plots.cost_figure(views), "No trial was proposed."),
+        ("trust", "Trust in the model", plots.trust_figure(views), None),
         ("latent", "Latent trajectory against the target", plots.latent_figure(views, target),
          "No latents were logged with the outcomes (outcome records without \"latent\")."),
         ("spectra", "Spectra before and after", plots.spectra_figure(_spectra(stream, records, views, continuous)),
@@ -337,6 +343,7 @@ tr.best td{background:#e8f6ea;font-weight:600}
 .st-completed{background:#1f77b4}.st-interrupted,.st-sent{background:#ff7f0e}.st-rejected{background:#d62728}
 .st-asked{background:#7f7f7f}
 .reason{white-space:normal;color:#5b6575}
+.warn{background:#fff4e5;border:1px solid #f0b35a;border-radius:8px;padding:10px 14px;margin:14px 0 0}
 """
 
 
@@ -367,11 +374,22 @@ def _html(name: str, s: dict[str, Any], images: list[tuple[str, str, str | None,
         _card("faults / stops", f"{s['faults']} / {s['stops']}",
               f"session {s['wall_s'] / 60:.1f} min" if s["wall_s"] else ""),
     ]
+    trust, sur = s.get("trust"), s.get("surrogate") or {}
+    if trust is not None:
+        cards.append(_card("model trust at the end", trust_text(trust["trust"], trust["model_weight"]),
+                           str(trust.get("reason") or ""), cls="card wide"))
+    elif sur.get("surrogate_method"):
+        cards.append(_card("model trust", NONE, str(sur.get("note") or "no trial told yet"), cls="card wide"))
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>bfm-stim session "
              f"{html.escape(name)}</title><style>{_CSS}</style></head><body><main>",
              f"<h1>Closed-loop session {html.escape(name)}</h1>",
              f"<div class=\"sub\">{s['n_trials']} trials · report rebuilt from the session directory at "
              f"{html.escape(stamp)}</div>", '<div class="cards">', *cards, "</div>"]
+    if trust is not None and (trust.get("message") or trust.get("first_message")):
+        # said in one line: what the contradiction means and what to do (and whether it still holds)
+        msg = trust.get("message") or (f"At trial {trust['first_contradicted_trial']}: {trust['first_message']} "
+                                       f"Since then the trials no longer contradict it ({trust.get('reason')}).")
+        parts.append(f'<p class="warn" id="trust-message">{html.escape(msg)}</p>')
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in notes]
     for img_name, title, b64, note in images:
         parts.append(f"<h2 id=\"{img_name}\">{html.escape(title)}</h2>")
@@ -389,7 +407,8 @@ def _table(views: Sequence[TrialView], best: int | None) -> str:
     if not views:
         return '<p class="note">No trial.</p>'
     head = ("<table><thead><tr><th>trial</th><th>status</th><th>stimulus</th><th>cost</th><th>best so far</th>"
-            "<th>dead (ms)</th><th>ask (ms)</th><th>applied at (LSL s)</th><th>reason</th></tr></thead><tbody>")
+            "<th>trust</th><th>led by</th><th>dead (ms)</th><th>ask (ms)</th><th>applied at (LSL s)</th>"
+            "<th>reason</th></tr></thead><tbody>")
     rows, run = [], math.inf
     for v in views:
         c = _finite(v.cost) if v.status == "completed" else None
@@ -403,6 +422,9 @@ def _table(views: Sequence[TrialView], best: int | None) -> str:
             f"<td><span class=\"st st-{html.escape(v.status)}\">{html.escape(v.status)}</span></td>"
             f"<td>{html.escape(_stim_text(v.stimulus))}</td><td class=\"num\">{_fmt(c, '.4g', '')}</td>"
             f"<td class=\"num\">{_fmt(run, '.4g', '') if c is not None else ''}</td>"
+            f"<td class=\"num\" title=\"{html.escape(str(v.extra.get('trust_reason') or ''))}\">"
+            f"{_fmt(v.extra.get('trust'), '.2f', NONE) if c is not None else ''}</td>"
+            f"<td>{html.escape(str(v.extra.get('led_by') or NONE)) if c is not None else ''}</td>"
             f"<td class=\"num\">{_fmt(None if dead is None else dead * 1e3, '.1f', '')}</td>"
             f"<td class=\"num\">{_fmt(None if ask is None else ask * 1e3, '.0f', '')}</td>"
             f"<td class=\"num\">{_fmt(v.applied_at, '.3f', '')}</td>"

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from loops.session.store import TrialView  # noqa: E402
 
-__all__ = ["cost_figure", "latent_figure", "spectra_figure", "parameters_figure", "timeline_figure",
+__all__ = ["cost_figure", "trust_figure", "latent_figure", "spectra_figure", "parameters_figure", "timeline_figure",
            "continuous_figure", "COLORS"]
 
 COLORS = {"completed": "#1f77b4", "best": "#2ca02c", "interrupted": "#ff7f0e", "rejected": "#d62728",
@@ -57,6 +57,20 @@ def cost_figure(views: Sequence[TrialView]) -> Figure | None:
     ax.set_ylim(lo - pad, hi + 2.5 * pad)
     ax.set_xlabel("trial")
     ax.set_ylabel("cost")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
+
+
+def trust_figure(views: Sequence[TrialView]) -> Figure | None:
+    """The surrogate method's trust in its model after each completed trial (``outcome`` ``trust``), its
+    weight in the proposals and who led each proposal; ``None`` without a model (or another optimizer)."""
+    from loops.model_trust import draw_trust
+
+    recs = [{"trial": v.trial, **v.extra} for v in views if _cost(v) is not None]
+    fig, ax = plt.subplots(figsize=(11, 3.2), layout="constrained")
+    if not draw_trust(ax, recs):
+        plt.close(fig)
+        return None
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 

@@ -83,6 +83,7 @@ class SessionContext:
         self.t_start = time.time()
         self.best: tuple[float, Stimulus] | None = None
         self.since_best = 0
+        self.trust_noticed: int | None = None  # the trial at which the model was first contradicted
 
     # --- the view ------------------------------------------------------------------------------------
     def view(self, **state: Any) -> None:
@@ -115,6 +116,15 @@ class SessionContext:
         self.view_.trial_done(k, stim, outcome.cost, self.best[0] if self.best else None,
                               self.best[1] if self.best else None)
         self.view_.refresh(force=True)
+
+    def on_trust(self, k: int, fields: dict[str, Any]) -> None:
+        """The model's trust after trial ``k`` (the proposer's worker): into the view; the one-line
+        message, logged once, the first time the trials contradict the model."""
+        self.view_.trust_done(k, fields)
+        msg = fields.get("trust_message")
+        if msg and self.trust_noticed is None:
+            self.trust_noticed = k
+            log.warning("trial %d: %s", k, msg)
 
     def stop_rule(self) -> str | None:
         c = self.cfg.trials
@@ -289,6 +299,7 @@ def _checkpoint_digest(cfg: SessionConfig) -> dict[str, Any]:
 
 
 def _run(ctx: SessionContext, resume: bool) -> str:
+    from loops.model_trust import model_manifest, trial_fields
     from loops.session.calibrate import calibrate
     from loops.session.proposer import Proposer
     from loops.session.trials import run_trials
@@ -311,15 +322,20 @@ def _run(ctx: SessionContext, resume: bool) -> str:
         opt = _restore_optimizer(cfg, cal, store)
     else:
         opt = build_optimizer(cfg, cal)
+    store.update_meta(surrogate=model_manifest(opt, store.meta.get("checkpoint")))
     ks = [v.trial for v in store.trials()]
-    prop = Proposer(opt, store, probes=cfg.calibration.probes, next_trial=max(ks) + 1 if ks else 1)
+    prop = Proposer(opt, store, probes=cfg.calibration.probes, next_trial=max(ks) + 1 if ks else 1,
+                    on_told=ctx.on_trust)
     ctx.proposer = prop
     for v in store.trials():  # a proposal logged but never sent is the next trial
         if v.status == "asked":
             prop.set_ready(v.trial, Stimulus.from_dict(v.stimulus), v.ask_s or 0.0)
-    for v in store.trials():
-        if v.status == "completed":
-            ctx.on_outcome(v.trial, Stimulus.from_dict(v.stimulus), _outcome(v))
+    told = [v for v in store.trials() if v.status == "completed"]
+    for v in told:
+        ctx.on_outcome(v.trial, Stimulus.from_dict(v.stimulus), _outcome(v))
+    if told:  # a resumed session shows the trust it had (said once: not again)
+        ctx.trust_noticed = next((r["trial"] for r in store.records if r.get("trust_message")), None)
+        ctx.on_trust(told[-1].trial, trial_fields(opt))
     try:
         reason = run_trials(ctx)
     finally:
@@ -365,7 +381,9 @@ def _safe_end(device: Any, store: SessionStore, reason: str) -> None:
 
 
 def summarize(out: str | Path) -> dict[str, Any]:
-    """A session's figures from its directory: trials, best, costs, charge, timing."""
+    """A session's figures from its directory: trials, best, costs, charge, timing, the model's trust at the end
+    (:func:`loops.model_trust.trust_summary`; ``None`` without a model)."""
+    from loops.model_trust import trust_summary
     from loops.session.store import read_log, trial_views
 
     out = Path(out)
@@ -404,6 +422,7 @@ def summarize(out: str | Path) -> dict[str, Any]:
         "overhead_fraction_median": None if not over.size else float(np.median(over)),
         "end_reason": ends[-1]["reason"] if ends else None, "runs": sum(r["type"] == "start" for r in recs),
         "faults": sum(r["type"] == "fault" for r in recs),
+        "trust": trust_summary([r for r in recs if r["type"] == "outcome"]),
         "continuous": [{k: v for k, v in r.items() if k not in ("type", "t", "lsl", "phase")}
                        for r in recs if r["type"] == "continuous" and r.get("phase") == "end"],
     }

@@ -30,7 +30,10 @@ RECORD TYPES (``trials.jsonl``; every record has ``type``, ``t`` (Unix s) and ``
 - ``measured`` (as soon as a response is scored, fsynced): ``{"trial": k, "cost", "side_effect",
   "window": [t0, t1] (LSL s), "seq", "charge_uc", "score_s", "latent": [...] (mean latent, latent targets)}``.
 - ``outcome`` (optimizer op: tell; the same fields): written when the optimizer is told, which may be
-  after a proposal that was being computed (``--resume`` tells a measured trial the crash left untold).
+  after a proposal that was being computed (``--resume`` tells a measured trial the crash left untold);
+  plus the trust in the model after it (:func:`loops.model_trust.trial_fields`): ``"trust"`` (``null``
+  without a model), ``"model_weight"``, ``"led_by"`` (``"model"``, ``"bo"``, ``"explore"``, ``"design"``
+  or ``null``), ``"trust_reason"``, and ``"trust_message"`` while the trials contradict the model.
 - ``timing`` (after the rest): ``{"trial": k, "trial_s", "stim_s", "response_s", "rest_s", "overhead_s",
   "dead_s", "lead_s", "ask_s", "policy"}`` (wall-clock s; folded into :attr:`TrialView.timing`).
 - ``interrupted`` (optimizer op: cancel): ``{"trial": k, "reason": str}``; its cost is never told.

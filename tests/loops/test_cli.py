@@ -65,3 +65,20 @@ def test_simulate_bad_files(tmp_path, capsys, content, needle):
     rc = main(["simulate", "--seed", "3", "--duration", "2", "--stimulus", str(tmp_path / "s.json"),
                "--out", str(tmp_path / "x_raw.fif")])
     assert rc == 2 and needle in capsys.readouterr().err
+
+
+def test_optimize_says_on_stdout_when_the_model_is_contradicted(tmp_path, capsys, monkeypatch,
+                                                                restore_package_logger):
+    """``optimize`` prints the one-line message when the trials first contradict the model, then the trust
+    at the end (the numbers come from run_offline, checked in test_offline)."""
+    import loops.offline
+
+    def fake(**kw):
+        kw["on_trust_message"]("The model does not know this patient: ...; use `bo`.")
+        return {"top": [], "trust": {"trust": 0.03, "model_weight": 0.06, "reason": "the trials contradict it"}}
+
+    monkeypatch.setattr(loops.offline, "run_offline", fake)
+    assert main(["-q", "optimize", "--optimizer", "guided", "--out", str(tmp_path / "p.json")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("The model does not know this patient") == 1
+    assert "model trust at the end: 0.03 (weight 0.06): the trials contradict it" in out

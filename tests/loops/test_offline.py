@@ -50,6 +50,48 @@ def test_bandpower_target_without_model(tmp_path):
     _check_protocol(r, out, 3)
     assert r["surrogate"] is None and "band power" in r["objective"]
     assert all(t["predicted_cost"] is None for t in r["trials"])
+    assert r["trust"] is None and all(t["trust"] is None and t["led_by"] is None for t in r["trials"])
+
+
+def test_a_surrogate_method_says_its_trust_per_trial_and_at_the_end(tmp_path, tiny_checkpoint, monkeypatch):
+    """Every measured trial contradicts the model (its cost is minus the model's prediction): each trial
+    carries the trust after it, the JSON a ``trust`` block, the plot the trust, and the one-line message is
+    said once, when the trials first contradict the model."""
+    import loops.offline as offline
+    from bfm_stim.optim import Outcome
+
+    models = []
+
+    def spy(name, space, **kw):  # the cost model optimize builds, to measure against it
+        models.append(kw.get("cost_model"))
+        return make(name, space, **kw)
+
+    def contrary(patient, stim, objective, trial):  # a patient that answers opposite to the model
+        (m, _), = offline.predicted(models[-1], patient.stimulus_space(), [stim])
+        return Outcome(-m, side_effect=0.0, metadata={"trial": trial})
+
+    make = offline.make
+    monkeypatch.setattr(offline, "make", spy)
+    monkeypatch.setattr(offline, "run_trial", contrary)
+    cfg = tmp_path / "opt.toml"
+    cfg.write_text("[egreedy]\nn_pool = 64\nepsilon = 0.0\n")
+    said: list[str] = []
+    out = tmp_path / "t.json"
+    r = run_offline("bg-beta-v0", 7, "healthy", "egreedy", 7, out, checkpoint=tiny_checkpoint, config=cfg,
+                    progress=False, on_trust_message=said.append)
+    data = json.loads(out.read_text())
+    trials = data["trials"]
+    assert all(0.0 <= t["trust"] <= 1.0 and 0.0 <= t["model_weight"] <= 1.0 and t["trust_reason"] for t in trials)
+    assert trials[0]["led_by"] == "model" and trials[-1]["led_by"] == "bo"
+    assert len(said) == 1 and "does not know this patient" in said[0] and "bfm-stim adapt" in said[0]
+    block = data["trust"]
+    assert block["model"] and block["surrogate_method"] and block["trust_enabled"]
+    assert block["checkpoint"]["sha256_16"] and block["trust"] == trials[-1]["trust"] < 0.25
+    assert block["reason"] == trials[-1]["trust_reason"] and "contradict" in block["reason"]
+    assert block["message"] == trials[-1]["trust_message"] and block["first_message"] == said[0]
+    first = block["first_contradicted_trial"]
+    assert [t["trial"] for t in trials if "trust_message" in t] == list(range(first, 7))
+    assert r["trust"] == block and Path(r["figure"]).is_file()
 
 
 def test_surrogate_only_on_a_recording(tmp_path, tiny_checkpoint):
@@ -72,6 +114,9 @@ def test_surrogate_only_on_a_recording(tmp_path, tiny_checkpoint):
     assert r["patient"] is None and all(not t["measured"] for t in r["trials"])
     assert all(t["cost"] == pytest.approx(t["predicted_cost"]) for t in r["trials"])
     assert r["top"] and all(not t["measured"] for t in r["top"])
+    # virtual trials are the model's own predictions: they cannot confirm it
+    assert all(t["trust"] is None for t in r["trials"]) and r["trust"]["model"] and r["trust"]["trust"] is None
+    assert "not checked" in r["trust"]["reason"]
 
 
 def test_errors(tmp_path):

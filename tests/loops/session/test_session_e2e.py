@@ -62,6 +62,14 @@ def test_session_against_served_patient(tmp_path):
     assert (d / "report" / "index.html").is_file()
     outcomes = [r for r in recs if r["type"] == "outcome"]
     assert outcomes and all(len(o["latent"]) > 0 for o in outcomes)  # the response latents, for the report
+    # the model's trust after every trial, who led the proposal, and the reason; the run's model and trust
+    assert all(0.0 <= o["trust"] <= 1.0 and o["led_by"] in ("model", "bo", "design") and o["trust_reason"]
+               for o in outcomes)  # "design": guided's first trial, the model's best candidate
+    assert meta["surrogate"] == {"surrogate_method": True, "model": True, "trust_enabled": True,
+                                 "checkpoint": meta["checkpoint"]}
+    assert summary["trust"]["trust"] == outcomes[-1]["trust"] and summary["trust"]["reason"]
+    page = (d / "report" / "index.html").read_text(encoding="utf-8")
+    assert "model trust at the end" in page and '<h2 id="trust">' in page and "<th>trust</th>" in page
     # the report rebuilds from the directory alone, and the session exports as BIDS iEEG
     (d / "report" / "index.html").unlink()
     from .lsl_session import child_env
@@ -103,9 +111,13 @@ def test_sensory_session_with_probes_and_patience(tmp_path):
     asked = [r for r in recs if r["type"] == "asked"]
     assert [a["probe"] for a in asked[:3]] == [True, True, False]
     assert all(a["stimulus"]["kind"] == "sensory" for a in asked)
-    summary = json.loads((d / "session.json").read_text())["summary"]
+    meta = json.loads((d / "session.json").read_text())
+    summary = meta["summary"]
     assert summary["end_reason"] == "patience" and 4 <= summary["trials_completed"] < 40
     assert summary["charge_trials_uc"] == 0.0  # sensory trains deliver no charge
+    # random search has no model: no trust anywhere, said as such
+    assert summary["trust"] is None and not meta["surrogate"]["surrogate_method"]
+    assert all(r["trust"] is None for r in recs if r["type"] == "outcome")
 
 
 def _space_toml(d: dict) -> str:
