@@ -131,9 +131,10 @@ def _robust_advice(d: dict[str, Any]) -> str:
     return ("**Patients unlike the simulators** (every real patient): the surrogate methods measure their trust in the "
             "model from the trials and fall back to constraint-aware BO when the trials contradict it "
             f"(trust < 0.25 within 6 trials in {pct(det)} of misspecified runs). " + "; ".join(parts)
-            + ". When a run says *the model does not know this patient*, keep going (the optimizer already "
-            "proposes as BO) or switch to `bo`; adapting the model to the patient (`bfm-stim adapt`) is the way to "
-            "make it useful. [Details](#robust).")
+            + ". When a run says *the model does not know this patient*, the optimizer is already proposing as "
+            "constraint-aware BO; adapting the model to the patient (`bfm-stim adapt`) is the way to make the model "
+            "useful. Where the best optimizer above is `random`, no model-based method (BO included) beat random "
+            "search on that setting: read the note under [Details](#robust) before trusting any of them there.")
 
 
 def _summary(b: Bench) -> str:

@@ -108,7 +108,26 @@ def fidelity_body(b: Bench) -> str:
                        for k, v in sp.items()]), ""]
     out += [f"![{p}](../bench/{p})" for p in d.get("plots", [])] + [""]
     out.append(targets_table(target_rows(d["targets"], {}, bench="fidelity")))
+    if b.has("adaptive_eval_v1"):
+        out.append("")
+        out.append(_adaptive_v1(b["adaptive_eval_v1"]))
     return "\n".join(out)
+
+
+def _adaptive_v1(a: dict[str, Any]) -> str:
+    """Adaptive vs open-loop DBS on ``bg-beta-v1`` (``bench/adaptive_eval_v1.json``)."""
+    m = a["evaluation"]["median"]
+    ratio, charge = m.get("adaptive_suppression_ratio"), m.get("adaptive_charge_fraction")
+    rows = [["adaptive: share of open-loop beta suppression", num(ratio), "≥ 0.90", DASH if ratio is None else
+             ("met" if ratio >= 0.9 else "**missed**")],
+            ["adaptive: share of open-loop charge", num(charge), "≤ 0.60", DASH if charge is None else
+             ("met" if charge <= 0.6 else "**missed**")],
+            ["constant amplitude at the adaptive charge: share of open-loop suppression",
+             num(m.get("matched_charge_suppression_ratio")), "(control)", DASH]]
+    return ("**Adaptive DBS on `bg-beta-v1`** (`python -m loops.session.adaptive_eval --patient bg-beta-v1 ...`, "
+            f"gains tuned on training seeds, {a['evaluation'].get('n_patients', DASH)} evaluation patients; medians; "
+            f"open-loop suppression {num(m.get('open_loop_suppression'))}):\n\n"
+            + table(["figure", "measured", "target", "met?"], rows, align="lrrr"))
 
 
 SECTIONS = (

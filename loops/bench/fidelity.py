@@ -93,11 +93,13 @@ PHYSIOLOGY: dict[str, dict[str, Any]] = {
         "peak_hz": (3.0, 12.0, "Frauscher et al. 2018, Brain 141:1130 (hippocampal theta/delta)"),
     },
     "hopf-net": {
-        "what": "whole-brain Stuart–Landau network (ECoG/EEG), alpha with a pathological oscillating region",
-        "channels": None, "fit_hz": (2.0, 40.0), "duration_s": 20.0, "burst_search_hz": (7.0, 14.0),
+        # the pathological region is a sensorimotor beta generator under an ECoG grid (the family's docstring):
+        # the reference is motor-cortex ECoG in Parkinson's disease, not the resting alpha of the healthy twin
+        "what": "whole-brain Stuart–Landau network (ECoG/EEG) with a pathological sensorimotor beta generator",
+        "channels": None, "fit_hz": (2.0, 40.0), "duration_s": 20.0, "burst_search_hz": (13.0, 30.0),
         "aperiodic_exponent": (0.8, 3.0, _EEG_CHI[2] + "; " + _IEEG_CHI[2]),
-        "peak_hz": (7.0, 13.0, "Deco et al. 2017, Sci. Rep. 7:3095 (Hopf whole-brain model tuned to alpha); "
-                    "Klimesch 1999, Brain Res. Rev. 29:169"),
+        "peak_hz": (13.0, 30.0, "de Hemptinne et al. 2013, PNAS 110:4780 (motor-cortex ECoG beta in Parkinson's "
+                    "disease); Crowell et al. 2012, Brain 135:615"),
     },
     "hopf-net-healthy": {
         "what": "whole-brain Stuart–Landau network, healthy", "channels": None, "fit_hz": (2.0, 40.0),
