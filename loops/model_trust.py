@@ -36,15 +36,9 @@ LED_BY = {"model": ("#9467bd", "trial proposed by the model"), "bo": ("#ff7f0e",
 
 def proposal_tag(opt: Any, stimulus: Any) -> Mapping[str, Any] | None:
     """The tag the optimizer gave its proposal of ``stimulus`` (told or pending; ``None`` if unknown)."""
-    # Optimizer keeps (stimulus, outcome, tag) per told trial and (stimulus, tag) per pending one; the tag
-    # is not exposed otherwise, and only read here
-    for s, _, tag in reversed(list(getattr(opt, "_obs", ()))):
-        if s == stimulus:
-            return tag if isinstance(tag, Mapping) else None
-    for s, tag in reversed(list(getattr(opt, "_pending", ()))):
-        if s == stimulus:
-            return tag if isinstance(tag, Mapping) else None
-    return None
+    tag_of = getattr(opt, "tag_of", None)
+    tag = tag_of(stimulus) if callable(tag_of) else None
+    return tag if isinstance(tag, Mapping) else None
 
 
 def _led_by(tag: Mapping[str, Any] | None) -> str | None:

@@ -243,6 +243,17 @@ class Optimizer(abc.ABC):
         """Stimuli asked for but not told yet."""
         return tuple(s for s, _ in self._pending)
 
+    def tag_of(self, stimulus: Stimulus) -> Any:
+        """The tag this optimizer gave its (latest) proposal of ``stimulus``, told or pending (``None`` if unknown):
+        e.g. ``{"led_by": "model", "trust": ...}`` for the surrogate methods, ``{"design": 0}`` for the design."""
+        for s, _, tag in reversed(self._obs):
+            if s == stimulus:
+                return tag
+        for s, tag in reversed(self._pending):
+            if s == stimulus:
+                return tag
+        return None
+
     @property
     def trust_state(self) -> Any:
         """The optimizer's measured trust in its model (:class:`~bfm_stim.optim.trust.TrustState`); ``None``

@@ -113,8 +113,8 @@ class GuidedBO(TrustedModel, BayesOpt):
         self._own_design = initial_design is None
         if initial_design is None and isinstance(st, GuidedSettings) and space.dim > 0:
             initial_design = [s for s, _, _ in self._design_from_surrogate(space, st)]
-            if self._interleaved(st):  # the model's best first; its other picks interleave with Sobol points
-                initial_design = initial_design[:1]
+            if self._interleaved(st):  # the model's picks (best first) interleave with Sobol points in _propose
+                initial_design = None
         f = unit_mean(self.cost_model, space)  # the predicted mean only: no predictive draws
 
         def prior_mean(X: torch.Tensor) -> torch.Tensor:
