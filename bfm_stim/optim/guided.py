@@ -160,7 +160,7 @@ class GuidedBO(TrustedModel, BayesOpt):
                              **self._trust_tag()})
             else:
                 parts.append(self._sobol(1))
-                tags.append({"sobol": True, "led_by": "model" if self.model_leads else "bo", **self._trust_tag()})
+                tags.append({"sobol": True, "led_by": "design" if self.model_leads else "bo", **self._trust_tag()})
         m = n - len(parts)
         if m:
             pending = [self.space.to_unit(s).clamp(0, 1) for s, _ in self._pending]
