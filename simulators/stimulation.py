@@ -17,13 +17,15 @@ indices, so a run in chunks is identical to one long run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 from scipy.special import ndtr
 
+from bfm_stim.exceptions import ValidationError
 from bfm_stim.space import Stimulus
 
-__all__ = ["threshold_current_ma", "recruitment", "pulse_counts", "square_wave", "StimProgram"]
+__all__ = ["threshold_current_ma", "recruitment", "pulse_counts", "square_wave", "StimProgram", "HiddenSite"]
 
 
 def threshold_current_ma(pulse_width_us: float, distance_mm: np.ndarray | float, *, rheobase_ma: float,
@@ -101,3 +103,50 @@ class StimProgram:
         if s.kind == "sensory" and s.modality == "visual_flicker":
             return np.zeros(n), square_wave(start, n, self.onset, self.end, s.frequency_hz, fs), active
         return pulse_counts(start, n, self.onset, self.end, s.frequency_hz, fs), np.zeros(n), active
+
+
+class HiddenSite:
+    """A hidden structure whose recruitment is a side effect (a motor hot spot, eloquent or afterdischarge-prone
+    tissue): its recruited fraction, its threshold per contact, and the trial's reported severity.
+
+    Args:
+        position_mm: (3,) position of the structure, mm.
+        rheobase_ma, chronaxie_us: Strength–duration constants of its elements (mA, µs).
+        distance_k_ma_per_mm2: Current–distance constant, mA/mm².
+        width: Spread of the recruitment sigmoid (see :func:`recruitment`).
+        margin_mm: Distance subtracted from the contact–site distance (an extended site), mm.
+    """
+
+    def __init__(self, position_mm: np.ndarray, *, rheobase_ma: float, chronaxie_us: float,
+                 distance_k_ma_per_mm2: float, width: float = 0.25, margin_mm: float = 0.0) -> None:
+        self.position_mm = np.asarray(position_mm, dtype=float)
+        self.rheobase_ma, self.chronaxie_us = float(rheobase_ma), float(chronaxie_us)
+        self.distance_k, self.width, self.margin_mm = float(distance_k_ma_per_mm2), float(width), float(margin_mm)
+
+    def distance_mm(self, contact_mm: Any) -> float:
+        """Distance (mm) from a contact position ``(3,)`` mm to the site, less ``margin_mm`` (>= 0 with a margin)."""
+        d = float(np.linalg.norm(np.asarray(contact_mm) - self.position_mm))
+        return max(d - self.margin_mm, 0.0) if self.margin_mm else d
+
+    def recruited(self, stim: Any, locate: Callable[[Any], Any]) -> float:
+        """Recruited fraction by ``stim`` (ground truth, no noise); ``locate(contact)`` gives its contact's position."""
+        if stim.kind != "electrical" or stim.amplitude_ma <= 0:
+            return 0.0
+        return float(recruitment(stim.amplitude_ma, stim.pulse_width_us, self.distance_mm(locate(stim.contact)),
+                                 rheobase_ma=self.rheobase_ma, chronaxie_us=self.chronaxie_us,
+                                 distance_k_ma_per_mm2=self.distance_k, width=self.width)[0])
+
+    def threshold_ma(self, pulse_width_us: float, contact_mm: np.ndarray) -> float:
+        """Amplitude (mA) at which the side effect appears from ``contact_mm`` (ground truth)."""
+        if not pulse_width_us > 0:
+            raise ValidationError("pulse_width_us", pulse_width_us, "> 0 µs")
+        return float(threshold_current_ma(pulse_width_us, self.distance_mm(contact_mm), rheobase_ma=self.rheobase_ma,
+                                          chronaxie_us=self.chronaxie_us, distance_k_ma_per_mm2=self.distance_k))
+
+    def severity(self, stim: Any, locate: Callable[[Any], Any], rng: np.random.Generator, *, report: float,
+                 noise_sd: float = 0.03) -> tuple[float, bool]:
+        """(severity in [0, 1], reported?) of one trial: the recruited fraction plus rating noise."""
+        if stim.kind != "electrical":
+            return 0.0, False
+        sev = float(np.clip(self.recruited(stim, locate) + rng.normal(0.0, noise_sd), 0.0, 1.0))
+        return sev, sev >= report

@@ -38,7 +38,7 @@ from simulators.hopf_net import params as P
 from simulators.hopf_net.kernel import N_NODE, N_PARAMS, N_STATE, Q_A, Q_KAPPA, Q_OMEGA, Q_TAUAP, X_RE, hopf_block
 from simulators.observation import _tag
 from simulators.patient import Patient
-from simulators.stimulation import recruitment, threshold_current_ma
+from simulators.stimulation import HiddenSite, recruitment
 
 __all__ = ["HopfNet", "structural_matrix"]
 
@@ -215,32 +215,27 @@ class HopfNet(Patient):
 
     # --- the hidden constraint -------------------------------------------------------------------------
     def _motor_distance(self, contact: str | None) -> float:
-        return float(np.linalg.norm(np.asarray(self._contact(contact).position_mm) - self.motor_mm))
+        return self._site().distance_mm(self._contact(contact).position_mm)
+
+    def _site(self) -> HiddenSite:
+        rh, ch = self._cs_k
+        return HiddenSite(self.motor_mm, rheobase_ma=rh, chronaxie_us=ch, distance_k_ma_per_mm2=P.CS_DISTANCE_K, width=P.RECRUIT_WIDTH)
+
+    def _position(self, contact: str | None) -> np.ndarray:
+        return np.asarray(self._contact(contact).position_mm)
 
     def motor_recruitment(self, stim: Stimulus) -> float:
         """Fraction of corticospinal output recruited by ``stim`` (ground truth, no noise)."""
-        if stim.kind != "electrical" or stim.amplitude_ma <= 0:
-            return 0.0
-        rh, ch = self._cs_k
-        return float(recruitment(stim.amplitude_ma, stim.pulse_width_us, self._motor_distance(stim.contact),
-                                 rheobase_ma=rh, chronaxie_us=ch, distance_k_ma_per_mm2=P.CS_DISTANCE_K,
-                                 width=P.RECRUIT_WIDTH)[0])
+        return self._site().recruited(stim, self._position)
 
     def side_effect_threshold_ma(self, contact: str, pulse_width_us: float) -> float:
         """Amplitude (mA) at which the twitch appears on ``contact`` (ground truth)."""
-        if not pulse_width_us > 0:
-            raise ValidationError("pulse_width_us", pulse_width_us, "> 0 µs")
-        rh, ch = self._cs_k
-        return float(threshold_current_ma(pulse_width_us, self._motor_distance(contact), rheobase_ma=rh,
-                                          chronaxie_us=ch, distance_k_ma_per_mm2=P.CS_DISTANCE_K))
+        return self._site().threshold_ma(pulse_width_us, self._position(contact))
 
     def side_effect(self, stim: Stimulus, *, trial: int = 0) -> tuple[float, bool]:
         """(reported severity in [0, 1], reported?) for one trial; severity = corticospinal recruitment + noise."""
-        if stim.kind != "electrical":
-            return 0.0, False
         rng = np.random.default_rng([_tag(self.family), self.seed, int(trial) % 2**63, 23])
-        sev = float(np.clip(self.motor_recruitment(stim) + rng.normal(0.0, 0.03), 0.0, 1.0))
-        return sev, sev >= P.SIDE_EFFECT_REPORT
+        return self._site().severity(stim, self._position, rng, report=P.SIDE_EFFECT_REPORT)
 
     def ground_truth(self) -> dict:
         gt = super().ground_truth()
