@@ -139,9 +139,16 @@ class EpsilonGreedy(TrustedModel, Optimizer):
         taken = [stimuli_unit(self.space, [s])[0] for s in [s for s, _, _ in self._obs] + [s for s, _ in self._pending]]
         rows, tags = [], []
         bo_led = self.has_model and not self.model_leads
-        for _ in range(n):
+        slots, start = self._contrast_slots(n), len(self._obs) + len(self._pending)
+        for k in range(n):
             explore = bool(self._rng.random() < self.epsilon)
             z = self._rng.random(max(self.space.dim, 1))[: self.space.dim]  # drawn every round: fixed RNG use
+            if slots[k]:  # a contrast trial (see bfm_stim.optim.trusted)
+                u, tag = self._contrast_point(start + k)
+                rows.append(u)
+                tags.append({**tag, "explore": False})
+                taken.append(u)
+                continue
             pick = None
             if bo_led and not explore:  # the trials contradict the model: BO picks instead of the model
                 U_bo, t_bo = self._bo_propose(1)

@@ -253,6 +253,26 @@ class GradientSearch(TrustedModel, Optimizer):
             return rank_candidates(corr, self.space, U, n, min_distance=self.settings.min_distance, exclude=exclude)
 
     def _propose(self, n: int) -> tuple[torch.Tensor, list[Any]]:
+        slots = self._contrast_slots(n)
+        if any(slots):  # contrast trials (see bfm_stim.optim.trusted): Sobol points among the model's picks
+            start = len(self._obs) + len(self._pending)
+            rows, tags = [], []
+            for k, contrast in enumerate(slots):
+                if contrast:
+                    u, tag = self._contrast_point(start + k)
+                    self._pending.append((self.space.from_unit(u.reshape(1, -1))[0], tag))
+                    rows.append(u.reshape(1, -1))
+                    tags.append(tag)
+                else:
+                    U, t = self._propose_one_kind(1)
+                    self._pending.append((self.space.from_unit(U)[0], t[0]))
+                    rows.append(U)
+                    tags.append(t[0])
+            del self._pending[len(self._pending) - n:]  # held only so later picks avoid earlier ones
+            return torch.cat(rows), tags
+        return self._propose_one_kind(n)
+
+    def _propose_one_kind(self, n: int) -> tuple[torch.Tensor, list[Any]]:
         if self.has_model and not self.model_leads:
             return self._bo_propose(n)
         picks = self.rank(n, exclude_explored=True)

@@ -10,7 +10,13 @@
   (:func:`~bfm_stim.optim.trust.assess_trust`);
 * a fallback :class:`~bfm_stim.optim.bo.BayesOpt` on the same observations, which proposes and
   recommends when the trials have turned against the model (``gradient``, ``egreedy``; ``guided``
-  is BO already and fades its prior mean instead).
+  is BO already and fades its prior mean instead);
+* the *contrast* trials of ``gradient`` and ``egreedy`` (:data:`CONTRAST_AT`): two early trials at
+  space-filling (Sobol) points instead of model picks. A model's own picks are stimuli it predicts
+  to be about equally good; measured alone they cannot tell a model that ranks from one that does
+  not (the costs differ by noise only), so the trust test would drift on noise in both directions.
+  One point away from the model's choice gives the test its leverage: a right model predicted it
+  worse and it is; a wrong model did not. ``guided`` interleaves Sobol points already.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from bfm_stim.optim.bo import BayesOpt, BOSettings
 from bfm_stim.optim.surrogate_cost import predict_mean
 from bfm_stim.optim.trust import TrustState, assess_trust, trust_message
 
-__all__ = ["TrustedModel", "FALLBACK_BO"]
+__all__ = ["TrustedModel", "FALLBACK_BO", "CONTRAST_AT"]
 
 log = get_logger("optim")
 
@@ -35,6 +41,9 @@ PICK_WINDOW = 3
 PROBE_EVERY = 5
 #: Settings of the fallback BO (``bo``'s defaults, leaner acquisition as the benchmark runs ``bo``).
 FALLBACK_BO = dict(num_restarts=2, raw_samples=64, mc_samples=32, maxiter=30)
+#: Trial positions (0-based) that ``gradient`` and ``egreedy`` give to contrast (Sobol) points while
+#: ``trust`` is on: the 2nd and 4th trials. Trial 1 is always the model's best pick.
+CONTRAST_AT = (1, 3)
 
 
 class TrustedModel:
@@ -167,6 +176,23 @@ class TrustedModel:
         if s is not None and self.settings.trust and s.leads and not self.picks_deliver():
             tag["picks_deliver"] = False
         return tag
+
+    # --- contrast trials ------------------------------------------------------------------------
+    def _contrast_slots(self, n: int) -> list[bool]:
+        """For the next ``n`` proposals: whether each is a contrast trial (:data:`CONTRAST_AT`)."""
+        if not (self.has_model and self.settings.trust):
+            return [False] * n
+        start = len(self._obs) + len(self._pending)
+        return [start + k in CONTRAST_AT for k in range(n)]
+
+    def _contrast_point(self, position: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The contrast trial at ``position`` (in :data:`CONTRAST_AT`): a Sobol point in the safe set
+        (unit-cube row ``(dim,)``) and its tag. Position-indexed and seeded, so it needs no state."""
+        j = CONTRAST_AT.index(position)
+        eng = torch.quasirandom.SobolEngine(max(self.space.dim, 1), scramble=True, seed=self.settings.seed + 7919)
+        eng.fast_forward(j)
+        u = self.safe_map(eng.draw(1, dtype=torch.float64)[:, : self.space.dim])[0]
+        return u, {"contrast": True, "led_by": "design", **self._trust_tag()}
 
     # --- the fallback BO ----------------------------------------------------------------------
     def _bo(self) -> BayesOpt:

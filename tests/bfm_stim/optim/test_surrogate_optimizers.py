@@ -138,7 +138,30 @@ def test_egreedy_greedy_follows_model_and_correction(problem):
     assert opt.ask(1)[0] != s
     explorer = make("egreedy", problem.space, seed=0, epsilon=1.0, cost_model=cost)
     tags = [t for _ in range(3) for t in [explorer.ask(1)] and [explorer._pending[-1][1]]]
-    assert all(t["explore"] for t in tags)
+    assert [bool(t.get("contrast")) for t in tags] == [False, True, False]  # the 2nd trial is a contrast point
+    assert all(t["explore"] for t in tags if not t.get("contrast"))
+
+
+@pytest.mark.parametrize("name", ["gradient", "egreedy"])
+def test_contrast_trials_only_with_trust(problem, name):
+    """With trust on, the 2nd and 4th trials are space-filling contrast points (led_by = design) away from
+    the model's pick; with trust off every trial follows the model, as before."""
+    cost = FeatureQuadratic(problem.space, problem.optimum)
+    extra = {"epsilon": 0.0} if name == "egreedy" else {"n_starts": 2, "steps": 10}
+    for trust in (True, False):
+        opt = make(name, problem.space, seed=0, cost_model=cost, trust=trust, **extra)
+        tags = []
+        for _ in range(5):
+            s = opt.ask(1)[0]
+            tags.append(opt.tag_of(s))
+            opt.tell([s], [problem(s)])
+        contrast = [bool(t.get("contrast")) for t in tags]
+        if trust:
+            assert contrast == [False, True, False, True, False]
+            assert all(t["led_by"] == "design" for t in tags if t.get("contrast"))
+            assert all("pred" not in t for t in tags if t.get("contrast"))  # not ranked by the model
+        else:
+            assert not any(contrast)
 
 
 @st.composite
