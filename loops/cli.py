@@ -222,6 +222,7 @@ _BENCH_OPTIONS: dict[str, tuple[str, ...]] = {
     "budget": ("session", "optimizers", "robust"),
     "workers": ("optimizers", "ranking", "robust"),
     "settings": ("robust",),
+    "family": ("session",),
     "recordings": ("real", "decode", "fidelity"),
 }
 BENCH_DEFAULT_DIR = Path("runs/bench")  # without --json: never over the committed bench/*.json
@@ -254,6 +255,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         kw = {"n_patients": args.n_patients} if args.n_patients else {}
         if args.budget:
             kw["budget"] = args.budget
+        if args.family:  # its own run folder: finished patients of another family are not reused
+            kw.update(family=args.family, out=f"runs/bench-session-{args.family}")
         _write_json(_bench_out(args, "session"), run_session_bench(quick=args.quick, **kw))
         return 0
     if args.what == "latency":
@@ -589,6 +592,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, default=None, help="optimizers: seeds per patient (default 3)")
     s.add_argument("--budget", type=int, default=None, help="session, optimizers: trials per run")
     s.add_argument("--workers", type=int, default=None, help="optimizers, ranking: worker processes (default 2)")
+    s.add_argument("--family", default=None, metavar="ID",
+                   help="session: the served patients' family (default bg-beta-v0; bg-beta-v1 has long beta bursts)")
     s.add_argument("--settings", default=None,
                    help="robust: comma-separated settings (default all: home-latent, home-bandpower, foreign-model, "
                         "user-patient, held-out)")

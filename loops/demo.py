@@ -22,38 +22,23 @@ import secrets
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
-
-import numpy as np
+from typing import Any, Iterator
 
 from bfm_stim._logging import get_logger
 
-__all__ = ["run_demo", "SessionObjective"]
+__all__ = ["run_demo"]
 
 log = get_logger("loops.demo")
 REPO = Path(__file__).resolve().parents[1]
 
 
-@dataclass(frozen=True)
-class SessionObjective:
-    """A session's measured objective in the simulators' oracle signature ``(patient, data, stim) -> cost``."""
-
-    measured: Callable[[np.ndarray], float]
-    key: str
-
-    def __call__(self, patient: Any, data: Any, stimulus: Any) -> Any:
-        import torch
-
-        return torch.tensor(self.measured(np.asarray(data)))
-
-
-def _serve(seed: int, key: Path, source_id: str, speed: float, log_path: Path) -> subprocess.Popen:
+def _serve(seed: int, key: Path, source_id: str, speed: float, log_path: Path,
+           patient: str = "bg-beta-v0") -> subprocess.Popen:
     env = dict(os.environ)
     env.setdefault("LSLAPICFG", str(REPO / "bfm_stim" / "lsl" / "lsl_api.cfg"))
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [sys.executable, "-m", "simulators.stream", "--patient", "bg-beta-v0", "--seed", str(seed), "--key-file",
+    cmd = [sys.executable, "-m", "simulators.stream", "--patient", patient, "--seed", str(seed), "--key-file",
            str(key), "--speed", str(speed), "--source-id", source_id, "--log-level", "WARNING"]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(log_path, "w"))
 
@@ -122,18 +107,20 @@ def run_demo(out: Path, *, seed: int | None = None, speed: float = 2.0, budget: 
     yield f"demo finished in {result['wall_s']:.0f} s (wrote {out / 'demo.json'})"
 
 
-def ground_truth(sess: Path, seed: int) -> dict[str, Any]:
-    """Oracle cost of the session's recommendation vs the oracle optimum and no stimulation."""
+def ground_truth(sess: Path, seed: int, patient_id: str = "bg-beta-v0") -> dict[str, Any]:
+    """Oracle cost of the session's recommendation vs the oracle optimum and no stimulation
+    (``patient_id`` and ``seed``: the served patient)."""
     import hashlib
 
     import simulators
     from bfm_stim.space import Stimulus
+    from loops.offline import PatientObjective
     from loops.session.calibrate import session_objective
 
     summary = json.loads((sess / "session.json").read_text()).get("summary") or {}
-    patient = simulators.make("bg-beta-v0", seed=seed)
+    patient = simulators.make(patient_id, seed=seed)
     digest = hashlib.sha256((sess / "target.npz").read_bytes() + (sess / "patient.pt").read_bytes()).hexdigest()[:16]
-    obj = SessionObjective(session_objective(sess), key=f"session:{digest}")
+    obj = PatientObjective(session_objective(sess), key=f"session:{digest}")
     t0 = time.monotonic()
     opt = simulators.oracle_optimum(patient, obj)
     c_opt = simulators.oracle_cost(patient, Stimulus.from_dict(opt["stimulus"]), obj)

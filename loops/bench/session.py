@@ -1,6 +1,8 @@
 """``bfm-stim bench session``: the closed loop measured end to end against served patients.
 
-For each of ``n_patients`` evaluation-cohort ``bg-beta-v0`` patients (never seen in pretraining):
+For each of ``n_patients`` evaluation-cohort patients of ``family`` (``bg-beta-v0`` by default, the
+committed ``bench/session.json``; ``bg-beta-v1``, with long beta bursts, for ``bench/session_v1.json``;
+never seen in pretraining):
 ``bfm-stim serve`` in a subprocess at ``speed`` × real time; a session as ``bfm-stim demo`` runs it
 (30 s rest, zero-shot adaptation of the shipped BFM, healthy-state latent target, ``budget`` guided
 trials of a 1 s train and ``trial_rest_s`` of rest) followed by two continuous segments on the best contact (130 Hz, 60 µs) — open-loop
@@ -32,7 +34,7 @@ log = get_logger("loops.bench.session")
 
 
 def _one(seed: int, out: Path, *, speed: float, budget: int, rest_s: float, segment_s: float,
-         trial_rest_s: float) -> dict[str, Any]:
+         trial_rest_s: float, family: str = "bg-beta-v0") -> dict[str, Any]:
     import secrets
     import subprocess
 
@@ -51,7 +53,7 @@ def _one(seed: int, out: Path, *, speed: float, budget: int, rest_s: float, segm
     out.mkdir(parents=True, exist_ok=True)
     key = keygen(out / "session.key", overwrite=True)
     sid = f"bfm-bench-{seed}-{secrets.token_hex(3)}"
-    proc = _serve(seed, key, sid, speed, out / "device.log")
+    proc = _serve(seed, key, sid, speed, out / "device.log", patient=family)
     try:
         cfg = demo_config(sid, key, budget=budget, rest_s=rest_s, continuous_s=segment_s)
         cfg = cfg.replace("continuous", segments=["open_loop", "adaptive"]).replace("trials", rest_s=trial_rest_s)
@@ -64,7 +66,7 @@ def _one(seed: int, out: Path, *, speed: float, budget: int, rest_s: float, segm
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-    truth = ground_truth(out / "session", seed)
+    truth = ground_truth(out / "session", seed, family)
     recs = read_log(out / "session" / "trials.jsonl")
     timing = [r for r in recs if r["type"] == "timing"]
     firsts = {timing[0]["trial"]} if timing else set()
@@ -85,8 +87,10 @@ def _med(x: list[float]) -> float | None:
 
 def run_session_bench(n_patients: int = 5, *, speed: float = 1.0, budget: int = 12, rest_s: float = 30.0,
                       segment_s: float = 20.0, trial_rest_s: float = 2.0, out: str | Path = "runs/bench-session",
-                      demo: bool = True, quick: bool = False) -> dict[str, Any]:
-    """Run the benchmark (module docstring); returns the JSON-ready result with its ``targets`` block."""
+                      demo: bool = True, quick: bool = False, family: str = "bg-beta-v0") -> dict[str, Any]:
+    """Run the benchmark (module docstring) on ``family``'s evaluation patients (``bg-beta-v0`` for the
+    committed figures, ``bg-beta-v1`` for long beta bursts); returns the JSON-ready result with its
+    ``targets`` block."""
     import simulators
     from loops.bench.latency import _raw_round_trip, _stats
 
@@ -143,7 +147,7 @@ def run_session_bench(n_patients: int = 5, *, speed: float = 1.0, budget: int = 
     met_both = sum(1 for p in per if p["suppression_ratio"] is not None and p["suppression_ratio"] >= 0.9
                    and p["charge_ratio"] <= 0.5)
     res: dict[str, Any] = {
-        "config": {"n_patients": n_patients, "family": "bg-beta-v0", "seeds": seeds, "speed": speed, "budget": budget,
+        "config": {"n_patients": n_patients, "family": family, "seeds": seeds, "speed": speed, "budget": budget,
                    "rest_s": rest_s, "segment_s": segment_s, "optimizer": "guided", "target": "healthy",
                    "adaptation": "zero_shot", "trial_rest_s": trial_rest_s, "quick": quick},
         "trial_wall_s": {k: _med([t[k] for t in t_all]) for k in ("trial_s", "stim_s", "response_s", "rest_s",
