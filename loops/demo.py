@@ -22,15 +22,31 @@ import secrets
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+
+import numpy as np
 
 from bfm_stim._logging import get_logger
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "SessionObjective"]
 
 log = get_logger("loops.demo")
 REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class SessionObjective:
+    """A session's measured objective in the simulators' oracle signature ``(patient, data, stim) -> cost``."""
+
+    measured: Callable[[np.ndarray], float]
+    key: str
+
+    def __call__(self, patient: Any, data: Any, stimulus: Any) -> Any:
+        import torch
+
+        return torch.tensor(self.measured(np.asarray(data)))
 
 
 def _serve(seed: int, key: Path, source_id: str, speed: float, log_path: Path,
@@ -114,13 +130,12 @@ def ground_truth(sess: Path, seed: int, patient_id: str = "bg-beta-v0") -> dict[
 
     import simulators
     from bfm_stim.space import Stimulus
-    from loops.offline import PatientObjective
     from loops.session.calibrate import session_objective
 
     summary = json.loads((sess / "session.json").read_text()).get("summary") or {}
     patient = simulators.make(patient_id, seed=seed)
     digest = hashlib.sha256((sess / "target.npz").read_bytes() + (sess / "patient.pt").read_bytes()).hexdigest()[:16]
-    obj = PatientObjective(session_objective(sess), key=f"session:{digest}")
+    obj = SessionObjective(session_objective(sess), key=f"session:{digest}")
     t0 = time.monotonic()
     opt = simulators.oracle_optimum(patient, obj)
     c_opt = simulators.oracle_cost(patient, Stimulus.from_dict(opt["stimulus"]), obj)
