@@ -84,5 +84,20 @@ AD_CHRONAXIE_US = 200.0    # µs
 AD_DISTANCE_K = 0.02       # mA/mm²
 SIDE_EFFECT_REPORT = 0.5   # recruitment of the AD-prone population at which an afterdischarge is seen
 
+# --- recorded source: synaptic currents onto the pyramidal (E) cells --------------------------------------------
+# ECoG/LFP reflect transmembrane synaptic currents, not firing (Buzsáki, Anastassiou & Koch 2012, Nat. Rev.
+# Neurosci. 13:407–420): the source of a column is I_AMPA + I_GABA, its E cells' excitatory input (c_EE E + lateral +
+# afferent) and inhibitory input (c_IE I) convolved with unit-area difference-of-exponentials kernels with the
+# AMPA and GABA_A time constants of Gao, Peterson & Voytek 2017 (NeuroImage 158:70–78), summed in magnitude as in
+# Mazzoni et al. 2008 (PLoS Comput. Biol. 4:e1000239). Firing-fraction sources (the previous readout) have a flat
+# spectrum below gamma; the GABA_A decay gives the 1/f² fall above ~16 Hz of a synaptic current.
+TAU_AMPA_RISE_S = 0.1e-3   # s
+TAU_AMPA_DECAY_S = 2.0e-3  # s
+TAU_GABA_RISE_S = 0.5e-3   # s
+TAU_GABA_DECAY_S = 10.0e-3  # s
+
 # --- observation ------------------------------------------------------------------------------------------------
-SOURCE_GAIN_UV = 150.0     # potential at 0 mm per unit of E activity, µV
+# potential at 0 mm per unit of synaptic current (units of the sigmoid argument), µV: set so that healthy ECoG keeps
+# the broadband amplitude of the former firing-fraction readout (150 µV per unit E; healthy source s.d. 0.74 units
+# of current vs 0.041 of E, training seeds 1–8)
+SOURCE_GAIN_UV = 8.0

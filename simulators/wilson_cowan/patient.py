@@ -13,8 +13,10 @@ activity, Worrell et al. 2004). The healthy twin has the same anatomy with the f
 drive.
 
 Recording: a high-density subdural ECoG grid (5 mm pitch) over the patch, placed with a patient-
-specific error; channels beyond the grid are scalp EEG. Stimulation: 4, 6 or 8 grid electrodes
-nearest the grid centre (cortical surface stimulation, :mod:`simulators.stimulation` recruitment).
+specific error; channels beyond the grid are scalp EEG. Each column's source is the synaptic current
+onto its pyramidal cells (AMPA + GABA_A currents, :mod:`.kernel`), not its firing fraction.
+Stimulation: 4, 6 or 8 grid electrodes nearest the grid centre (cortical surface stimulation,
+:mod:`simulators.stimulation` recruitment).
 
 Hidden constraint: afterdischarges. Their threshold is lowest over the focus (hyperexcitable
 tissue), so the contact that suppresses gamma best is also the one with the least headroom.
@@ -80,7 +82,8 @@ class WilsonCowan(Patient):
         row = np.zeros(N_PARAMS)
         row[:] = [P.TAU_E_S * tau, P.TAU_I_S * tau, P.C_EE, P.C_IE, P.C_EI, P.C_II, P.A_E, P.MU_E, P.A_I, P.MU_I,
                   P.Q_TONIC, P.NOISE_SD * rng.uniform(0.85, 1.15), rng.uniform(*P.COUPLING_K), P.KICK_E, P.KICK_I,
-                  P.TAU_SYN_S, P.SUBSTEPS, N]
+                  P.TAU_SYN_S, P.TAU_AMPA_RISE_S, P.TAU_AMPA_DECAY_S, P.TAU_GABA_RISE_S, P.TAU_GABA_DECAY_S,
+                  P.SUBSTEPS, N]
         pdrive = rng.uniform(*P.P_HEALTHY, N)
         focus_off = rng.normal(0.0, 4.0, 2)
         self.focus_mm = place(focus_off[None], R - P.SOURCE_DEPTH_MM)[0]

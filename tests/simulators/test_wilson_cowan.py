@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 
 import simulators
+from bfm_stim.physiology import fit_spectrum, welch_psd
 from bfm_stim.space import Stimulus
 from sim_spectra import band, psd
 from simulators.registry import is_held_out
 from simulators.testing import check_patient
-from simulators.wilson_cowan.kernel import P_SUB
+from simulators.wilson_cowan import params as WP
+from simulators.wilson_cowan.kernel import P_SUB, _psc_coefficients
 
 GAMMA = (30.0, 80.0)
 
@@ -135,3 +137,33 @@ def test_oracle_optimum_is_feasible_and_suppresses(tmp_path, monkeypatch):
     assert opt["cost"] < opt["baseline_cost"] - 0.3
     s = Stimulus.from_dict(opt["stimulus"])
     assert s.frequency_hz > 60.0 and s.amplitude_ma < p.side_effect_threshold_ma(s.contact, s.pulse_width_us)
+
+
+@pytest.mark.parametrize("tau_r,tau_d", [(WP.TAU_AMPA_RISE_S, WP.TAU_AMPA_DECAY_S),
+                                         (WP.TAU_GABA_RISE_S, WP.TAU_GABA_DECAY_S)])
+def test_psc_step_is_exact_difference_of_exponentials(tau_r, tau_d):
+    """The two-stage update integrates a unit-area (e^{-t/τd} − e^{-t/τr}) / (τd − τr) kernel exactly."""
+    h = 1e-4                                                           # s; a unit-area pulse over the first step
+    a_r, a_d, c = _psc_coefficients(h, tau_r, tau_d)
+    r = y = 0.0
+    ys = []
+    for k in range(int(0.12 / h)):
+        u = 1.0 / h if k == 0 else 0.0
+        r, y = u + (r - u) * a_r, u + (y - u) * a_d + (r - u) * c
+        ys.append(y)
+
+    def area(t):  # ∫_0^t of the kernel
+        return 1.0 - (tau_d * np.exp(-t / tau_d) - tau_r * np.exp(-t / tau_r)) / (tau_d - tau_r)
+
+    t = h * np.arange(len(ys) + 1)
+    exact = np.diff(area(t)) / h                                       # the kernel averaged over each step
+    assert np.sum(ys) * h == pytest.approx(area(t[-1]), abs=1e-9) and area(t[-1]) > 0.9999   # unit area
+    assert np.allclose(ys, exact, rtol=1e-9, atol=1e-9 * exact.max())
+
+
+def test_source_is_a_synaptic_current_not_a_firing_rate():
+    """Below gamma a firing fraction driven by white input is flat (exponent ≈ 0, the former readout); the
+    GABA_A/AMPA currents onto the E cells fall with frequency (Gao et al. 2017; Buzsáki et al. 2012)."""
+    h = simulators.make("wilson-cowan-healthy-v0", seed=1).simulate(6.0).hidden.numpy().T
+    f, S = welch_psd(h - h.mean(-1, keepdims=True), 1000.0)
+    assert fit_spectrum(f, S.mean(0), (2.0, 100.0), method="robust").exponent > 0.35
