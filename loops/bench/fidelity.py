@@ -73,8 +73,12 @@ PHYSIOLOGY: dict[str, dict[str, Any]] = {
         "what": "sEEG of an epileptogenic zone with seizures (Epileptor, Jirsa et al. 2014)",
         "channels": None, "fit_hz": (1.0, 40.0), "duration_s": 30.0, "burst_search_hz": (2.0, 15.0),
         "aperiodic_exponent": _IEEG_CHI,
-        "peak_hz": (1.0, 15.0, "Jirsa et al. 2014, Brain 137:2210 (ictal discharges slowing towards offset); "
-                    "Lagarde et al. 2019, Brain 142:2830 (sEEG seizure-onset patterns, delta to alpha)"),
+        # 1-30 Hz, not the 1-15 Hz this sheet first cited: the commonest sEEG seizure-onset pattern is
+        # low-voltage fast activity (beta/gamma), which the narrower range left out
+        "peak_hz": (1.0, 30.0, "Jirsa et al. 2014, Brain 137:2210 (ictal fast discharge, spike-wave slowing "
+                    "towards offset); Lagarde et al. 2019, Brain 142:2830 and Perucca et al. 2014, Brain 137:183 "
+                    "(sEEG seizure-onset patterns: low-voltage fast activity in beta/gamma, the commonest, to "
+                    "rhythmic delta–theta)"),
     },
     "epileptor-healthy": {
         "what": "sEEG, non-epileptogenic cortex", "channels": None, "fit_hz": (1.0, 40.0), "duration_s": 20.0,
