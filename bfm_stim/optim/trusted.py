@@ -199,8 +199,9 @@ class TrustedModel:
         """The fallback BO, sharing this optimizer's observations and pending proposals."""
         if self._fallback is None:
             st = self.settings
-            self._fallback = BayesOpt(self.space, BOSettings(seed=st.seed, side_effect_threshold=st.side_effect_threshold,
-                                                             **FALLBACK_BO))
+            self._fallback = _FallbackBO(self.space, BOSettings(seed=st.seed,
+                                                                side_effect_threshold=st.side_effect_threshold,
+                                                                **FALLBACK_BO))
         bo = self._fallback
         bo._obs = self._obs  # the same list: no copy to keep in sync
         bo._pending = self._pending
@@ -216,3 +217,23 @@ class TrustedModel:
     def _load_trust_impl_state(self, state: Mapping[str, Any]) -> None:
         if "fallback_bo" in state:
             self._bo()._load_impl_state(state["fallback_bo"])
+
+
+def _space_filling(tag: Any) -> bool:
+    """Whether a proposal's tag marks a space-filling trial: a Sobol point (the fallback's design, guided's
+    design), a contrast trial or an ε-exploration (uniform)."""
+    return isinstance(tag, dict) and bool(tag.get("sobol") or tag.get("contrast") or tag.get("explore"))
+
+
+class _FallbackBO(BayesOpt):
+    """The fallback :class:`BayesOpt` of a surrogate optimizer: plain constraint-aware BO, including its
+    space-filling start. The trials it inherits are mostly the model's picks, clustered where the model
+    put the optimum; fitted on those alone the GP never looks elsewhere (seen: ``gradient`` on the example
+    user patient stuck at regret 0.5–1 while ``bo`` reached 0.03). So its Sobol design runs until
+    ``n_init`` of the trials are space-filling (:func:`_space_filling`: contrast trials and explorations
+    count), whatever the number of model picks before it."""
+
+    def _n_init(self) -> int:
+        picks = sum(not _space_filling(t) for _, _, t in self._obs) + sum(not _space_filling(t)
+                                                                          for _, t in self._pending)
+        return self.settings.n_init + picks

@@ -11,7 +11,11 @@ __all__ = ["SECTIONS", "robust_body", "fidelity_body"]
 
 def _fraction(m: Any) -> str:
     n = sum(v.get("runs", 0) for v in (m.get("by_setting") or {}).values())
-    return f"{num(m.get('fraction'))} of {n} runs"
+    out = f"{num(m.get('fraction'))} of {n} runs"
+    if m.get("runs_where_model_wrong"):
+        out += (f"; {num(m.get('fraction_where_model_wrong'))} of the {m['runs_where_model_wrong']} whose model's "
+                "first pick had regret ≥ 0.5")
+    return out
 
 
 def _cases(m: Any) -> str:
@@ -64,7 +68,12 @@ def robust_body(b: Bench) -> str:
     out = [f"Scale of this run: {'; '.join(one(sc) for sc in scales)}. "
            "Trials to regret are medians (runs that never reach it count as budget + 1); `notrust` is the same "
            "optimizer with `trust = false` (the behaviour before the trust mechanism). Trust is "
-           "P(the model ranks this patient's stimuli | trials), prior 0.5.\n"]
+           "P(the model ranks this patient's stimuli | trials), prior 0.5. Two things protect a run from a wrong "
+           "model, and the detection figures below count only the first: trust falls when the measured costs do "
+           "not follow the predicted ones (a model that does not rank); and BO leads when the model's own last 3 "
+           "picks are none of them among the best third of the trials (a model that ranks the trend but puts the "
+           "optimum in the wrong place — the usual failure of a model bound to another patient, whose trust can "
+           "stay high while its picks are replaced).\n"]
     for s, per in d["summary"].items():
         rows = []
         for o, v in per.items():

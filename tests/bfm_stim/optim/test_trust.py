@@ -99,6 +99,25 @@ def test_a_model_the_trials_contradict_hands_over_to_bo(name, problem):
     assert blind.trust < 0.25 and blind.model_leads and blind.model_weight == 1.0
 
 
+@pytest.mark.parametrize("name", ["gradient", "egreedy"])
+def test_the_fallback_bo_starts_with_its_space_filling_design(name, problem):
+    """Taking over from a contradicted model, the fallback BO proposes Sobol points until n_init (8) of the
+    trials are space-filling (the contrast trials count; the model's picks do not), then acquires."""
+    wrong = _Bowl(problem.space, problem.optimum, sign=-1.0)
+    opt, tags = _run(name, problem, wrong, 7, **({"epsilon": 0.0} if name == "egreedy" else {}))
+    assert not opt.model_leads
+    filling = sum(bool(t.get("sobol") or t.get("contrast")) for t in tags)
+    later = []
+    for t in range(10):
+        s = opt.ask(1)[0]
+        later.append(opt._pending[-1][1])
+        opt.tell([s], [problem(s, noise_std=0.02, rng=np.random.default_rng(100 + t))])
+    bo_tags = [t for t in later if t.get("led_by") == "bo"]
+    n_sobol = sum(bool(t.get("sobol")) for t in bo_tags)
+    assert n_sobol == 8 - filling and all(t.get("sobol") for t in bo_tags[:n_sobol])
+    assert any("acq" in t for t in bo_tags[n_sobol:])  # then the GP takes over
+
+
 @pytest.mark.parametrize("name", ["gradient", "guided"])
 def test_a_model_the_trials_confirm_keeps_its_lead(name, problem):
     opt, tags = _run(name, problem, _Bowl(problem.space, problem.optimum), 6)
