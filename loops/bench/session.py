@@ -70,8 +70,9 @@ def _one(seed: int, out: Path, *, speed: float, budget: int, rest_s: float, segm
     recs = read_log(out / "session" / "trials.jsonl")
     timing = [r for r in recs if r["type"] == "timing"]
     firsts = {timing[0]["trial"]} if timing else set()
-    lat = [json.loads(line)["latency_s"] for line in (out / "session" / "continuous.jsonl").read_text().splitlines()
-           if '"kind":"ack"' in line]
+    acks = [json.loads(line) for line in (out / "session" / "continuous.jsonl").read_text().splitlines()
+            if '"kind":"ack"' in line]
+    lat = [a["latency_s"] for a in acks if a.get("latency_s") is not None]  # a rejected command has none
     segs = {s["mode"]: s for s in summary["continuous"]}
     res = {"seed": seed, "session_wall_s": wall, "summary": summary, "ground_truth": truth,
            "timing": [{k: r[k] for k in ("trial", "trial_s", "stim_s", "response_s", "rest_s", "overhead_s",
