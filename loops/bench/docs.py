@@ -124,9 +124,11 @@ def _robust_advice(d: dict[str, Any]) -> str:
                    key=lambda o: (per[o].get("final_regret_median") if per[o].get("final_regret_median") is not None
                                   else 9.0))
         blind = {o: per[o]["final_regret_median"] for o in per if o.endswith("notrust")}
+        without = (" (without trust: " + ", ".join(f"`{k.removesuffix('_notrust')}` {num(v)}" for k, v in blind.items())
+                   + ")") if blind else ""
         parts.append(f"{s}: final regret `bo` {num(bo)}, `guided` {num(per.get('guided', {}).get('final_regret_median'))}, "
-                     f"`gradient` {num(per.get('gradient', {}).get('final_regret_median'))} (without trust: "
-                     + ", ".join(f"`{k.removesuffix('_notrust')}` {num(v)}" for k, v in blind.items()) + f"); best `{best}`")
+                     f"`gradient` {num(per.get('gradient', {}).get('final_regret_median'))}, "
+                     f"`egreedy` {num(per.get('egreedy', {}).get('final_regret_median'))}{without}; best `{best}`")
     det = d["targets"].get("detection_misspecified_fell_within_6_ge_0.8", {}).get("measured", {}).get("fraction")
     return ("**Patients unlike the simulators** (every real patient): the surrogate methods measure their trust in the "
             "model from the trials and fall back to constraint-aware BO when the trials contradict it "
