@@ -186,11 +186,6 @@ class RingInlet:
         """Samples in the ring (at most its capacity)."""
         return min(self._write, self._ts.size) if self.connected else 0
 
-    @property
-    def n_new(self) -> int:
-        """Samples not yet returned by :meth:`pull_new`."""
-        return self._write - self._read if self.connected else 0
-
     def _slice(self, start: int, stop: int, counter: bool) -> tuple[np.ndarray, np.ndarray]:
         cap = self._ts.size
         idx = np.arange(start, stop) % cap

@@ -49,7 +49,6 @@ class CommandSender:
         self._outlet: pylsl.StreamOutlet | None = None
         self._acks_in: pylsl.StreamInlet | None = None
         self._acks: dict[int, Ack] = {}
-        self.other_acks: list[Ack] = []
 
     @property
     def session(self) -> str:
@@ -151,9 +150,7 @@ class CommandSender:
             if not keep:
                 continue
             if ack.session == self.session and ack.seq is not None:
-                self._acks[ack.seq] = ack
-            else:
-                self.other_acks.append(ack)
+                self._acks[ack.seq] = ack  # another session's acks (a shared device) are returned, not kept
         return out
 
     def wait_ack(self, seq: int, timeout: float = 2.0) -> Ack:

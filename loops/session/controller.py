@@ -295,10 +295,6 @@ class _Base:
             raise ValidationError("amplitude_ma", amplitude_ma, f"<= amplitude_max_ma = {self.amplitude_max_ma:g}")
         return self.space.check(self._stim(amplitude_ma))
 
-    def charge_per_s_uc(self, amplitude_ma: float) -> float:
-        """Charge delivered per second at ``amplitude_ma``, µC/s (both phases)."""
-        return self.cfg.train_charge_uc(amplitude_ma, 1.0)
-
 
 class AdaptiveController(_Base):
     """Biomarker -> amplitude, with ramp limits, hysteresis and blanking (module docstring).

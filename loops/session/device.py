@@ -49,9 +49,7 @@ class Device:
         self.inlet: RingInlet | None = None
         self.sender: CommandSender | None = None
         self.acks: dict[int, Ack] = {}
-        self.ack_log: list[Ack] = []
         self.on_ack: Any = None  # callback(ack) for every ack of this session (continuous mode)
-        self.n_sent = 0
 
     # --- connection -------------------------------------------------------------------------------
     def connect(self) -> "Device":
@@ -176,7 +174,6 @@ class Device:
     def send(self, stim: Stimulus, apply_at: float) -> int:
         """Push a signed stimulate command (log it *before* calling this); returns its seq."""
         assert self.sender is not None
-        self.n_sent += 1
         return self.sender.send(stim, apply_at)
 
     def stop(self, reason: str) -> int | None:

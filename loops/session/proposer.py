@@ -157,6 +157,3 @@ class Proposer:
         self._q.put(("quit", ()))
         self._worker.join(timeout=60)
 
-    def median_ask_s(self) -> float:
-        recent = sorted(self.ask_times[-5:])
-        return recent[len(recent) // 2] if recent else 0.0
