@@ -165,7 +165,7 @@ def serve_recording(path: str, key_file: str, *, loop: bool = False, speed: floa
                          speed=speed, counter=counter)
     if stop_event is not None:
         server.stop_event = stop_event
-    _install_signal_handlers(server.stop_event)
+    _install_signal_handlers(server)
     return server.run()
 
 

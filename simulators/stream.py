@@ -149,6 +149,10 @@ class StreamServer:
         self.period = 1.0 / (self.spec.fs * speed)
         self.duration_s = duration_s
         self.stop_event = threading.Event()
+        #: Set by the SIGINT/SIGTERM handler: a plain flag, because a handler that calls
+        #: ``stop_event.set()`` while the main thread is inside ``stop_event.wait()`` deadlocks on the
+        #: event's own lock (seen: ``serve`` behind schedule never exiting on SIGTERM).
+        self.signalled = False
         self._thread: threading.Thread | None = None
         self._pending: list[tuple[int, Command]] = []  # (apply sample, command), sorted
         self._stim_end: int | None = None
@@ -195,7 +199,7 @@ class StreamServer:
         self.t0 = t0 = local_clock()
         k = 0
         try:
-            while not self.stop_event.is_set() and (limit is None or k < limit):
+            while not (self.signalled or self.stop_event.is_set()) and (limit is None or k < limit):
                 self._schedule(link.poll(0.0), link, k)
                 due = int((local_clock() - t0) / self.period)
                 if due < k + self.step:
@@ -212,7 +216,7 @@ class StreamServer:
         finally:
             link.close()
             del outlet
-            log.info("stopped %s after %d samples", self.spec.source_id, k)
+            log.info("stopped %s after %d samples%s", self.spec.source_id, k, " (signal)" if self.signalled else "")
         return k
 
     def _schedule(self, cmds: list[Command], link: DeviceLink, k: int) -> None:
@@ -272,13 +276,14 @@ class StreamServer:
         link.ack_applied(cmd, t, side_effect=severity)
 
 
-def _install_signal_handlers(stop_event: threading.Event) -> None:
+def _install_signal_handlers(server: "StreamServer") -> None:
+    """SIGINT/SIGTERM stop ``server`` (main thread only). The handler only sets a flag: no lock, no
+    logging, nothing that can block inside a handler; the loop sees it within one chunk."""
     if threading.current_thread() is not threading.main_thread():
         return
 
     def handler(signum: int, frame: object) -> None:
-        log.info("signal %d: stopping", signum)
-        stop_event.set()
+        server.signalled = True
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
@@ -325,7 +330,7 @@ def serve(patient_id: str | None, seed: int, key_file: str, speed: float = 1.0, 
                           acquisition={"model": pid, "patient_id": pid, "seed": str(seed)})
     if stop_event is not None:
         server.stop_event = stop_event
-    _install_signal_handlers(server.stop_event)
+    _install_signal_handlers(server)
     return server.run()
 
 

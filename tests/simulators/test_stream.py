@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import subprocess
 import time
 
 import numpy as np
@@ -123,3 +124,30 @@ def test_sigterm_stops_cleanly(tmp_path):
     assert pylsl.resolve_byprop("source_id", source_id, 1, 30.0)
     t = time.monotonic()
     assert stop(proc) == 0 and time.monotonic() - t < 3.0
+
+
+@pytest.mark.parametrize("speed", ["1", "200"])
+def test_repeated_signals_never_hang_the_server(tmp_path, speed):
+    """SIGTERM, SIGINT, SIGTERM in quick succession, on a server that waits between chunks (1x) and on one
+    that is behind schedule (a 32-channel patient at 200x): it exits 0 within seconds every time. (A
+    handler that set the stop event while the loop was inside its wait deadlocked on the event's lock.)"""
+    import signal as _signal
+
+    for attempt in range(3):
+        key_file, source_id = keygen(tmp_path / f"k{attempt}"), f"test-sig-{random.randrange(16**8):08x}"
+        proc = start_server("--patient", "bg-beta-v0", "--seed", "1", "--speed", speed, "--source-id", source_id,
+                            "--key-file", str(key_file))
+        try:
+            assert pylsl.resolve_byprop("source_id", source_id, 1, 60.0)
+            time.sleep(0.2 + 0.3 * attempt)
+            t = time.monotonic()
+            for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGTERM):
+                if proc.poll() is None:
+                    proc.send_signal(sig)
+                time.sleep(0.003)
+            code = proc.wait(20.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"the server (speed {speed}) hung after three signals")
+        assert code == 0 and time.monotonic() - t < 10.0
