@@ -616,9 +616,28 @@ def _one_line(e: BaseException) -> str:
     return lines[0] + (" [... -v shows the rest]" if len(lines) > 1 else "")
 
 
+_GLOBAL_FLAGS = {"-v": "verbose", "--verbose": "verbose", "-q": "quiet", "--quiet": "quiet"}
+
+
+def _hoist_global_flags(argv: list[str]) -> list[str]:
+    """Move ``-v``/``--verbose``/``-vv…`` and ``-q``/``--quiet`` to the front, wherever they are on the
+    line (up to a ``--``), so ``bfm-stim bench robust -q`` means what ``bfm-stim -q bench robust`` does.
+    No subcommand uses these names for anything else."""
+    front, rest = [], []
+    for i, a in enumerate(argv):
+        if a == "--":
+            rest += argv[i:]
+            break
+        if a in _GLOBAL_FLAGS or (len(a) > 2 and a.startswith("-v") and set(a[1:]) == {"v"}):
+            front.append(a)
+        else:
+            rest.append(a)
+    return front + rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``bfm-stim``; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
     # `serve` and `play` own their options (so `bfm-stim serve --help` shows them).
     cmd_at = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
     if cmd_at is not None and argv[cmd_at] in _PASSTHROUGH:

@@ -153,6 +153,15 @@ def test_verbose_is_debug_and_quiet_is_warning(capsys):
     assert sum(getattr(h, "_bfm_stim_stderr", False) for h in lg.handlers) == 1
 
 
+def test_global_flags_work_after_the_subcommand(capsys):
+    """-v/-q anywhere on the line (issue 34: they worked only before the subcommand)."""
+    lg = logging.getLogger("bfm_stim")
+    assert main(["patients", "-v"]) == 0 and lg.level == logging.DEBUG
+    assert main(["patients", "--quiet"]) == 0 and lg.level == logging.WARNING
+    assert main(["patients", "-vv"]) == 0 and lg.level == logging.DEBUG
+    assert main(["patients"]) == 0 and lg.level == logging.INFO
+
+
 # --- 5. bench ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv, flag, takers", [
     (["latency", "--rest"], "--rest", "adapt-tuning"),
