@@ -147,7 +147,9 @@ def test_repeated_signals_never_hang_the_server(tmp_path, speed):
                 time.sleep(0.003)
             code = proc.wait(20.0)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
             pytest.fail(f"the server (speed {speed}) hung after three signals")
+        finally:
+            if proc.poll() is None:  # hung, or a failed check above: never leave it running
+                proc.kill()
+                proc.wait()
         assert code == 0 and time.monotonic() - t < 10.0
