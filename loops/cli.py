@@ -38,9 +38,16 @@ def _cmd_patients(args: argparse.Namespace) -> int:
 
     from simulators.registry import is_held_out
 
-    for pid, desc in simulators.list_patients():
+    import shutil
+    import textwrap
+
+    rows = simulators.list_patients()
+    w = max(len(pid) for pid, _ in rows) + 2
+    width = max(shutil.get_terminal_size((100, 24)).columns, w + 40)
+    for pid, desc in rows:
         mark = " [held out of pretraining: the out-of-distribution test bed]" if is_held_out(pid) else ""
-        print(f"{pid:24s} {desc}{mark}")
+        # the description wraps in its own column, so the ids stay a column of their own
+        print(textwrap.fill(desc + mark, width=width, initial_indent=f"{pid:<{w}}", subsequent_indent=" " * w))
     return 0
 
 

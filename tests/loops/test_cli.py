@@ -26,6 +26,15 @@ def test_patients_lists_both_families(capsys):
     assert main(["patients"]) == 0
     out = capsys.readouterr().out
     assert "bg-beta-v0" in out and "cortex-jr-v0" in out
+    # wrapped descriptions stay in their column (issue 34: long lines broke the columns)
+    lines = out.splitlines()
+    col = lines[0].index(lines[0].split()[1])
+    assert all(len(line) <= max(100, col + 40) for line in lines)
+    import simulators
+
+    ids = {pid for pid, _ in simulators.list_patients()}
+    assert all(line[:col].strip() in ids or not line[:col].strip() for line in lines)
+    assert sum(bool(line[:col].strip()) for line in lines) == len(ids)
 
 
 def test_simulate_writes_fif_that_mne_opens(tmp_path):
